@@ -1,0 +1,48 @@
+# Two commands do all the set-up: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+AZURITE := tools/node_modules/.bin/azurite
+
+.PHONY: demo test bench lint format venv tools system-deps clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+$(AZURITE): tools/package.json
+	cd tools && npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent
+	touch $(AZURITE)
+
+tools: $(AZURITE)
+
+# Debian packages for the CA integration tests (pebble, CFSSL); CI runs this as root.
+system-deps:
+	@if command -v pebble >/dev/null && command -v cfssl >/dev/null; then echo "pebble and cfssl present"; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble golang-cfssl; \
+	else echo "pebble/cfssl missing and not root: their tests will skip (run 'sudo make system-deps')"; fi
+
+demo: venv tools
+	$(PY) -m renewal demo $(DEMO_ARGS)
+
+test: venv tools
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv tools
+	$(PY) benchmarks/run_all.py
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: venv
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf $(VENV) tools/node_modules .pytest_cache .ruff_cache .run test-artifacts

@@ -1,0 +1,75 @@
+"""Builds CA clients from config sections: ``{"name": ..., "type": "acme|vault|cfssl|est|adcs|local", ...}``.
+
+Each protocol module exposes ``Config`` (a pydantic model of its section, without ``name``/``type``/
+``fallbacks``) and ``build(name, config, context) -> CAClient``. Modules are imported only when a
+section of their type is validated or built, so importing this registry stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .base import CAClient, ClientContext
+
+# type -> module path; a module here must define Config and build().
+CLIENT_MODULES: dict[str, str] = {
+    "local": "ca_clients.local",
+    "acme": "ca_clients.acme",
+    "vault": "ca_clients.vault",
+    "cfssl": "ca_clients.cfssl",
+    "est": "ca_clients.est",
+    "adcs": "ca_clients.adcs",
+}
+
+COMMON_KEYS = {"name", "type", "fallbacks", "trust_anchors", "timeout_seconds", "description"}
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class IssuerConfigError(ValueError):
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+def _module(kind: str):
+    return importlib.import_module(CLIENT_MODULES[kind])
+
+
+def validate_section(section: Mapping[str, Any], *, path: str) -> list[ConfigProblem]:
+    """Every problem in one issuer section, each naming its field (``path`` prefixes them)."""
+    from pydantic import ValidationError
+
+    kind = section.get("type")
+    if kind not in CLIENT_MODULES:
+        return [ConfigProblem(f"{path}.type", f"unknown issuer type {kind!r}; expected one of {sorted(CLIENT_MODULES)}")]
+    specific = {k: v for k, v in section.items() if k not in COMMON_KEYS}
+    try:
+        _module(kind).Config.model_validate(specific)
+    except ValidationError as exc:
+        return [
+            ConfigProblem(".".join([path, *(str(p) for p in err["loc"])]), err["msg"]) for err in exc.errors()
+        ]
+    return []
+
+
+def build_client(section: Mapping[str, Any], context: ClientContext, *, path: str = "issuer") -> CAClient:
+    problems = validate_section(section, path=path)
+    if problems:
+        raise IssuerConfigError(problems)
+    module = _module(section["type"])
+    specific = {k: v for k, v in section.items() if k not in COMMON_KEYS}
+    config = module.Config.model_validate(specific)
+    timeout = float(section.get("timeout_seconds", context.timeout_seconds))
+    ctx = ClientContext(secrets=context.secrets, timeout_seconds=timeout, extra=context.extra)
+    return module.build(str(section["name"]), config, ctx)
