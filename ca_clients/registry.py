@@ -12,7 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .base import CAClient, ClientContext
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from .base import CAClient, ClientContext, IssuedChain, PermanentCAError, SignRequest
+from .chain import leaf_first
 
 # type -> module path; a module here must define Config and build().
 CLIENT_MODULES: dict[str, str] = {
@@ -72,4 +75,27 @@ def build_client(section: Mapping[str, Any], context: ClientContext, *, path: st
     config = module.Config.model_validate(specific)
     timeout = float(section.get("timeout_seconds", context.timeout_seconds))
     ctx = ClientContext(secrets=context.secrets, timeout_seconds=timeout, extra=context.extra)
-    return module.build(str(section["name"]), config, ctx)
+    return CheckedClient(module.build(str(section["name"]), config, ctx))
+
+
+class CheckedClient:
+    """Wraps every built client: the chain comes back leaf first and its leaf carries the CSR's key.
+
+    Protocol clients then need not repeat these checks, and a CA that answers with a certificate for
+    another key is a :class:`PermanentCAError` at the source (the orchestrator verifies again before merge).
+    """
+
+    def __init__(self, inner: CAClient) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def sign(self, request: SignRequest) -> IssuedChain:
+        chain = self.inner.sign(request)
+        csr_key = request.csr.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        ordered = leaf_first(chain.certificates, public_key_der=csr_key)
+        leaf_key = ordered[0].public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        if leaf_key != csr_key:
+            raise PermanentCAError(
+                "the CA returned a certificate whose public key does not match the CSR", issuer=self.name
+            )
+        return IssuedChain(tuple(ordered), issuer_name=chain.issuer_name or self.name)
