@@ -1,0 +1,132 @@
+// One-command deployment of the certificate renewal service (`azd up`).
+//
+// This template (subscription scope) creates the platform and everything per vault that does not
+// need the function code to exist: the function app and its identity, storage, monitoring, the
+// role assignments, and one Event Grid system topic per certificate vault. The event
+// subscriptions that point at the function `on_certificate_event` are created afterwards by
+// infra/subscriptions.bicep, which the azd hooks deploy once the code is live (Event Grid refuses
+// an AzureFunction destination that does not exist yet). See docs/deploy.md.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; used in resource names and the azd-env-name tag.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region of the resource group and the app resources.')
+param location string
+
+@description('Name of the resource group for the app resources. Empty: rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('Resource ids of the Key Vaults whose certificates the service renews. They may live in other resource groups and other subscriptions of the same tenant.')
+param certificateVaultIds array = []
+
+@description('Resource id of the configuration vault that holds issuer credentials (CA passwords, HMAC/EAB keys, ACME account keys). Must not be one of certificateVaultIds.')
+param configVaultId string
+
+@description('The renewal configuration document (vaults, issuers, routes); stored as JSON in RENEWAL_CONFIG.')
+param renewalConfig object = {}
+
+@description('Path of the configuration document inside the app, used when renewalConfig is empty.')
+param renewalConfigPath string = ''
+
+@description('App settings that carry issuer credentials, as [{ "setting": "CFSSL_HMAC", "secret": "cfssl-hmac" }]: each becomes an app setting holding a Key Vault reference to that secret in the configuration vault, resolved by the platform with the app identity.')
+param issuerSecretSettings array = []
+
+@description('NCRONTAB schedule (UTC) of the nightly sweep.')
+param sweepSchedule string = '0 30 2 * * *'
+
+@allowed([
+  'DEBUG'
+  'INFO'
+  'WARNING'
+  'ERROR'
+])
+@description('Log level of the renewal loggers.')
+param logLevel string = 'INFO'
+
+@description('Upper bound of Flex Consumption instances.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@allowed([
+  2048
+  4096
+])
+@description('Memory of each Flex Consumption instance, in MB.')
+param instanceMemoryMB int = 2048
+
+var tags = {
+  'azd-env-name': environmentName
+}
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
+  location: location
+  tags: tags
+}
+
+module platform 'app/platform.bicep' = {
+  name: 'platform'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    configVaultId: configVaultId
+    renewalConfig: empty(renewalConfig) ? '' : string(renewalConfig)
+    renewalConfigPath: renewalConfigPath
+    issuerSecretSettings: issuerSecretSettings
+    sweepSchedule: sweepSchedule
+    logLevel: logLevel
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+  }
+}
+
+// Each certificate vault, in its own resource group (and subscription): Certificates Officer for
+// the app identity on that vault only, and the vault's Event Grid system topic.
+module certificateVaults 'app/certificate-vault.bicep' = [for (vaultId, i) in certificateVaultIds: {
+  name: 'certificate-vault-${i}-${uniqueString(vaultId)}'
+  scope: resourceGroup(split(vaultId, '/')[2], split(vaultId, '/')[4])
+  params: {
+    vaultName: split(vaultId, '/')[8]
+    principalId: platform.outputs.identityPrincipalId
+    tags: tags
+  }
+}]
+
+// The configuration vault: Secrets User for the app identity on that vault only.
+module configVault 'app/config-vault.bicep' = {
+  name: 'config-vault-${uniqueString(configVaultId)}'
+  scope: resourceGroup(split(configVaultId, '/')[2], split(configVaultId, '/')[4])
+  params: {
+    vaultName: split(configVaultId, '/')[8]
+    principalId: platform.outputs.identityPrincipalId
+  }
+}
+
+// Each system topic's identity may write dead-lettered events into the dead-letter container.
+module deadLetterAccess 'app/deadletter-access.bicep' = {
+  name: 'deadletter-access'
+  scope: rg
+  params: {
+    storageAccountName: platform.outputs.storageAccountName
+    topicPrincipalIds: [for (vaultId, i) in certificateVaultIds: certificateVaults[i].outputs.systemTopicPrincipalId]
+  }
+}
+
+// Read by azd (service discovery) and by infra/hooks (the event subscription pass).
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = platform.outputs.functionAppName
+output RENEWAL_FUNCTION_APP_ID string = platform.outputs.functionAppId
+output RENEWAL_IDENTITY_CLIENT_ID string = platform.outputs.identityClientId
+output RENEWAL_STORAGE_ACCOUNT_NAME string = platform.outputs.storageAccountName
+output RENEWAL_DEADLETTER_STORAGE_ID string = platform.outputs.storageAccountId
+output RENEWAL_EVENTGRID_SYSTEM_TOPIC_IDS array = [for (vaultId, i) in certificateVaultIds: certificateVaults[i].outputs.systemTopicId]
