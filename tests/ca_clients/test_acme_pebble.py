@@ -231,7 +231,7 @@ def test_eab_with_wrong_mac_key_is_permanent(pebble_eab, tmp_path: Path) -> None
     wrong = tmp_path / "wrong.key"
     wrong.write_text("A" * 64)
     section = pebble_eab.issuer_section(f"eab-bad-{uuid.uuid4().hex[:6]}", eab_hmac_key={"file": str(wrong)})
-    with pytest.raises(PermanentCAError, match="unauthorized|malformed"):
+    with pytest.raises(PermanentCAError, match=r"unauthorized|malformed"):
         build(section).sign(sign_request(make_csr(unique())[0]))
 
 
