@@ -11,7 +11,7 @@ JobReason = Literal["event", "sweep", "operator", "replay", "pending-followup"]
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _ts(value: dt.datetime | None) -> str | None:
@@ -32,6 +32,9 @@ class RenewalJob:
     force: bool = False
     trigger_id: str = ""
     """Event id, sweep run id or operator request id: for logs and de-duplication audits."""
+    version: str = ""
+    """The current version the trigger saw; if another version is current by the time the job runs,
+    the certificate was renewed meanwhile and the job does nothing (keeps promise 1 for forced jobs)."""
     ticket: dict[str, Any] | None = None
     """Resume ticket of an earlier IssuancePending."""
     request_id: str = ""

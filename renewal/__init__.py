@@ -1,0 +1,1 @@
+"""The renewal domain: events, due policy, orchestrator, verification, sweep, replay and adapters."""

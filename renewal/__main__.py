@@ -1,0 +1,3 @@
+from renewal.cli import main
+
+main()

@@ -1,0 +1,203 @@
+"""Operator CLI: ``python -m renewal sweep|renew|replay|status|check-config|demo``.
+
+Exit codes scripts can rely on: 0 success, 1 the work failed (or failures exist, for ``replay --list``),
+2 bad configuration or arguments, 3 the named vault or certificate does not exist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Key Vault certificate renewal operations.")
+console = Console()
+err = Console(stderr=True)
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_NOT_FOUND = 0, 1, 2, 3
+
+
+def _service() -> Any:
+    from .config import ConfigError
+    from .service import RenewalService
+
+    try:
+        return RenewalService.from_environment()
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+def _when(value: dt.datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M}Z" if value else "-"
+
+
+@app.command("check-config")
+def check_config() -> None:
+    """Validate the configuration document and list every problem at once."""
+    service = _service()
+    console.print(
+        f"[green]configuration valid[/green]: {len(service.config.vaults)} vault(s), "
+        f"{len(service.config.issuers)} issuer(s), {len(service.config.deployers)} deployer(s)"
+    )
+
+
+@app.command()
+def sweep(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and show, enqueue nothing.")] = False,
+    vault: Annotated[list[str] | None, typer.Option("--vault", help="Only these vaults.")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Also list certificates that are not due.")] = True,
+) -> None:
+    """List every configured vault, show what is due and why, and when the rest will be."""
+    service = _service()
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
+    ) as progress:
+        task = progress.add_task("scanning vaults", total=None)
+        counted = {"n": 0}
+
+        def tick(_vault: str, n: int) -> None:
+            counted["n"] += n
+            progress.update(task, description=f"scanned {counted['n']} certificates")
+
+        report = service.sweep(dry_run=dry_run, collect_all=show_all, vaults=vault, progress=tick)
+    table = Table(title=f"sweep at {_when(report.started_at)}{' (dry run)' if dry_run else ''}")
+    for column in ("vault", "certificate", "expires", "due", "why / when", "queued"):
+        table.add_column(column)
+    for entry in sorted(report.due, key=lambda e: e.expires_on or report.started_at):
+        table.add_row(
+            entry.vault,
+            entry.name,
+            _when(entry.expires_on),
+            "[bold red]due[/]",
+            entry.decision.reason,
+            "yes" if entry.enqueued else "no",
+        )
+    for entry in sorted(report.later, key=lambda e: e.decision.renew_at or report.started_at)[:200]:
+        table.add_row(entry.vault, entry.name, _when(entry.expires_on), "later", entry.decision.reason, "-")
+    console.print(table)
+    console.print(
+        f"scanned {report.scanned}, due {len(report.due)}, not due {report.not_due_count}, "
+        f"skipped {report.skipped}, policy reads {report.policy_reads}, stale resumed {report.stale_resumed}"
+    )
+    for problem in report.errors:
+        err.print(f"[red]error[/red] {problem}")
+    raise typer.Exit(EXIT_FAILED if report.errors else EXIT_OK)
+
+
+@app.command()
+def renew(
+    vault: str,
+    name: str,
+    inline: Annotated[bool, typer.Option("--inline", help="Run the renewal here instead of queueing it.")] = False,
+) -> None:
+    """Force a renewal of VAULT/NAME (queued for the worker, or run inline)."""
+    from .orchestrator import RenewalFailed
+    from .service import JobRejected
+
+    service = _service()
+    try:
+        job = service.force_renewal(vault, name, requested_by="cli")
+    except JobRejected as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_NOT_FOUND) from None
+    if not inline:
+        console.print(f"queued forced renewal of {vault}/{name} (current version {job.version})")
+        return
+    try:
+        outcome = service.run_job(job)
+    except RenewalFailed as exc:
+        err.print(f"[red]renewal failed[/red]: {exc}")
+        raise typer.Exit(EXIT_FAILED) from None
+    console.print(f"{vault}/{name}: {outcome.status} {outcome.new_version or ''} {outcome.detail}")
+
+
+@app.command()
+def replay(
+    list_only: Annotated[bool, typer.Option("--list", help="Only list failed work.")] = False,
+    ids: Annotated[list[str] | None, typer.Option("--id", help="Only these message ids / dead-letter blobs.")] = None,
+) -> None:
+    """List poisoned jobs/notices and dead-lettered events, or re-drive them."""
+    from .replay import list_failures
+    from .replay import replay as run_replay
+
+    service = _service()
+    report = list_failures(service)
+    table = Table(title="failed work")
+    for column in ("where", "id", "certificate", "reason"):
+        table.add_column(column)
+    for item in [*report.jobs, *report.notices]:
+        table.add_row(item.queue + "-poison", item.message_id, f"{item.vault}/{item.name}", item.reason)
+    for dl in report.dead_letters:
+        data = dl.event.get("data") or {}
+        table.add_row(
+            "dead-letter",
+            dl.blob_name,
+            f"{data.get('VaultName')}/{data.get('ObjectName')}",
+            f"{dl.reason} after {dl.attempts} attempts",
+        )
+    console.print(table)
+    if list_only:
+        raise typer.Exit(EXIT_FAILED if report.total else EXIT_OK)
+    result = run_replay(service, ids=ids)
+    console.print(f"re-queued {result.jobs} job(s), {result.notices} notice(s), {result.events} dead-lettered event(s)")
+    for line in result.left:
+        err.print(f"[yellow]left in place[/yellow] {line}")
+    raise typer.Exit(EXIT_FAILED if result.left else EXIT_OK)
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Queue depths, failures and the latest renewals."""
+    from .replay import status as read_status
+
+    data = read_status(_service())
+    if as_json:
+        console.print_json(json.dumps(data, default=str))
+        return
+    table = Table(title="queues")
+    table.add_column("queue")
+    table.add_column("messages", justify="right")
+    for name, depth in data["queues"].items():
+        table.add_row(name, str(depth))
+    table.add_row("eventgrid dead-letter blobs", str(data["dead_letters"]))
+    console.print(table)
+    recent = Table(title="recent renewals")
+    for column in ("certificate", "state", "issuer", "old -> new", "attempts", "updated", "error"):
+        recent.add_column(column)
+    for row in data["recent"]:
+        recent.add_row(
+            f"{row['vault']}/{row['name']}",
+            row["state"],
+            row["issuer"],
+            f"{(row['old_version'] or '-')[:8]} -> {(row['new_version'] or '-')[:8]}",
+            str(row["attempts"]),
+            row["updated_at"] or "-",
+            (row["error"] or "")[:80],
+        )
+    console.print(recent)
+
+
+@app.command()
+def demo(
+    acme: Annotated[bool, typer.Option("--acme", help="Renew through ACME against a local pebble.")] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the emulator and Azurite running at the end.")] = False,
+) -> None:
+    """Run the whole flow locally: emulator, Azurite, local CA, a real event, the queues, a web hook."""
+    import importlib
+
+    try:
+        demo_module = importlib.import_module("devtools.demo")  # dev-only package; never deployed
+    except ModuleNotFoundError:
+        err.print("[red]the demo needs the dev tools (run it from a source checkout: make demo)[/red]")
+        raise typer.Exit(EXIT_CONFIG) from None
+    raise typer.Exit(demo_module.run(console, acme=acme, keep=keep))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,247 @@
+"""The one configuration document: vaults, issuers, routing rules, deployers and defaults.
+
+Loaded from the ``RENEWAL_CONFIG`` app setting (JSON) or the file named by ``RENEWAL_CONFIG_PATH``.
+Validation collects every problem at once, each naming its field (``issuers[1].type: ...``), so a
+host fails fast at start with the whole list. Secrets are references, never literals.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import settings
+
+SECRET_REFERENCE_KINDS = ("secret", "setting", "file")
+
+
+class ConfigError(ValueError):
+    """Every problem in the configuration document, one per line, each naming its field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid renewal configuration:\n  " + "\n  ".join(problems))
+
+
+def _check_reference(value: Any) -> Any:
+    if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in SECRET_REFERENCE_KINDS):
+        raise ValueError(
+            'must be a secret reference {"secret": "<Key Vault secret URI>"}, {"setting": "NAME"} or {"file": "path"}'
+        )
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VaultConfig(_Strict):
+    name: str = Field(pattern=r"^[0-9a-zA-Z-]{3,24}$")
+    url: str
+    default_issuer: str | None = None
+    renew_at_lifetime_fraction: float | None = Field(default=None, gt=0, lt=1)
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme != "https" or not parsed.hostname:
+            raise ValueError("must be an https:// vault URL")
+        return value.rstrip("/")
+
+
+class RouteConfig(_Strict):
+    issuer: str
+    match: str = "*"
+    """A glob over certificate names."""
+    vault: str | None = None
+    """Only certificates in this vault (by name); all vaults when absent."""
+
+    def applies(self, vault: str, name: str) -> bool:
+        return (self.vault is None or self.vault == vault) and fnmatch.fnmatchcase(name, self.match)
+
+
+class WebhookDeployerConfig(_Strict):
+    type: Literal["webhook"]
+    name: str
+    url: str
+    signing_key: dict[str, str] | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    match: str = "*"
+    vault: str | None = None
+    allow_private_addresses: bool = False
+    """Loopback/private targets are refused unless this is set (link-local and metadata always are)."""
+
+    _ref = field_validator("signing_key")(classmethod(lambda cls, v: v if v is None else _check_reference(v)))
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("https", "http") or not parsed.hostname:
+            raise ValueError("must be an http(s) URL")
+        return value
+
+
+class EventGridDeployerConfig(_Strict):
+    type: Literal["eventgrid"]
+    name: str
+    endpoint: str
+    access_key: dict[str, str] | None = None
+    """A secret reference; without it the managed identity is used."""
+    match: str = "*"
+    vault: str | None = None
+
+    _ref = field_validator("access_key")(classmethod(lambda cls, v: v if v is None else _check_reference(v)))
+
+
+DeployerConfig = Annotated[WebhookDeployerConfig | EventGridDeployerConfig, Field(discriminator="type")]
+
+
+class Defaults(_Strict):
+    renew_at_lifetime_fraction: float = Field(default=2 / 3, gt=0, lt=1)
+    """Renew when this fraction of the lifetime has passed, for policies with no trigger of their own."""
+    stale_pending_after_hours: float = Field(default=24, gt=0)
+    pending_retry_seconds: int = Field(default=60, ge=1, le=86_400)
+    max_pending_polls: int = Field(default=1_000, ge=1)
+    claim_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    keyvault_throttle_retries: int = Field(default=5, ge=0, le=10)
+
+
+class RenewalConfig(_Strict):
+    vaults: list[VaultConfig] = Field(min_length=1)
+    issuers: list[dict[str, Any]] = Field(min_length=1)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    default_issuer: str | None = None
+    deployers: list[DeployerConfig] = Field(default_factory=list)
+    defaults: Defaults = Field(default_factory=Defaults)
+    configuration_vault: str | None = None
+    """URL of the vault holding issuer credentials: the only vault the service reads secrets from."""
+
+    def vault(self, name: str) -> VaultConfig | None:
+        return next((v for v in self.vaults if v.name == name), None)
+
+    def issuer_names(self) -> set[str]:
+        return {str(s.get("name")) for s in self.issuers}
+
+
+def _names(items: Any, key: str = "name") -> list[str]:
+    return [str(i.get(key)) for i in items if isinstance(i, dict) and i.get(key)] if isinstance(items, list) else []
+
+
+def cross_reference_problems(data: Mapping[str, Any]) -> list[str]:
+    """Problems between sections (unknown issuer or vault names, duplicates), checked on the raw
+    document so they are reported together with field-level problems."""
+    problems: list[str] = []
+    vaults, issuers = data.get("vaults"), data.get("issuers")
+    vault_names, issuer_names = _names(vaults), _names(issuers)
+    for dup in sorted({n for n in vault_names if vault_names.count(n) > 1}):
+        problems.append(f"vaults: vault name {dup!r} appears more than once")
+    for dup in sorted({n for n in issuer_names if issuer_names.count(n) > 1}):
+        problems.append(f"issuers: issuer name {dup!r} appears more than once")
+    for i, section in enumerate(issuers if isinstance(issuers, list) else []):
+        if not isinstance(section, dict):
+            problems.append(f"issuers[{i}]: must be an object")
+            continue
+        if not isinstance(section.get("name"), str) or not section.get("name"):
+            problems.append(f"issuers[{i}].name: required")
+        fallbacks = section.get("fallbacks") or []
+        if not isinstance(fallbacks, list):
+            problems.append(f"issuers[{i}].fallbacks: must be a list of issuer names")
+            continue
+        for j, ref in enumerate(fallbacks):
+            if ref not in issuer_names:
+                problems.append(f"issuers[{i}].fallbacks[{j}]: unknown issuer {ref!r}")
+            elif ref == section.get("name"):
+                problems.append(f"issuers[{i}].fallbacks[{j}]: an issuer cannot fall back to itself")
+    known = set(issuer_names)
+
+    def need(field: str, value: Any, names: set[str], what: str) -> None:
+        if value is not None and value not in names:
+            problems.append(f"{field}: unknown {what} {value!r}; configured: {sorted(names)}")
+
+    need("default_issuer", data.get("default_issuer"), known, "issuer")
+    for i, v in enumerate(vaults if isinstance(vaults, list) else []):
+        if isinstance(v, dict):
+            need(f"vaults[{i}].default_issuer", v.get("default_issuer"), known, "issuer")
+    for kind in ("routes", "deployers"):
+        for i, item in enumerate(data.get(kind) or []):
+            if isinstance(item, dict):
+                if kind == "routes":
+                    need(f"routes[{i}].issuer", item.get("issuer"), known, "issuer")
+                need(f"{kind}[{i}].vault", item.get("vault"), set(vault_names), "vault")
+    cfg = data.get("configuration_vault")
+    if isinstance(cfg, str) and cfg:
+        cfg_host = urlparse(cfg).hostname
+        for i, v in enumerate(vaults if isinstance(vaults, list) else []):
+            if isinstance(v, dict) and isinstance(v.get("url"), str) and urlparse(v["url"]).hostname == cfg_host:
+                problems.append(
+                    f"vaults[{i}].url: the configuration vault must not also be a certificate vault "
+                    "(the identity may read secrets only there)"
+                )
+    return problems
+
+
+def _problems_from(exc: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for err in exc.errors():
+        loc = ""
+        for part in err["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        message = err["msg"].removeprefix("Value error, ")
+        if not loc:  # model-level validator: messages already name their fields
+            problems.extend(message.split("\n"))
+        else:
+            problems.append(f"{loc}: {message}")
+    return problems
+
+
+def parse_config(document: str | Mapping[str, Any], *, source: str = "RENEWAL_CONFIG") -> RenewalConfig:
+    """Validate the document and every issuer section; raise ConfigError listing all problems."""
+    from ca_clients.registry import validate_section
+
+    if isinstance(document, str):
+        try:
+            data = json.loads(document)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                [f"{source}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"]
+            ) from exc
+    else:
+        data = dict(document)
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: must be a JSON object"])
+    problems: list[str] = []
+    try:
+        config = RenewalConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_problems_from(exc))
+        config = None
+    problems.extend(cross_reference_problems(data))
+    issuers = data.get("issuers")
+    for i, section in enumerate(issuers if isinstance(issuers, list) else []):
+        if isinstance(section, dict):
+            problems.extend(str(p) for p in validate_section(section, path=f"issuers[{i}]"))
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> RenewalConfig:
+    inline = settings.CONFIG.read(dict(environ) if environ is not None else None)
+    path = settings.CONFIG_PATH.read(dict(environ) if environ is not None else None)
+    if inline:
+        return parse_config(inline, source=settings.CONFIG.name)
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError([f"{settings.CONFIG_PATH.name}: cannot read {path!r} ({exc.strerror})"]) from exc
+        return parse_config(text, source=path)
+    raise ConfigError([f"{settings.CONFIG.name} / {settings.CONFIG_PATH.name}: neither is set"])

@@ -1,0 +1,353 @@
+"""The RenewalOrchestrator: one job -> at most one new version, following DESIGN.md steps 1-7.
+
+1 read current version + policy; stop if no longer due    5 verify the chain against CSR and policy
+2 claim the certificate (one worker per certificate)      6 merge the chain (new version goes live)
+3 create a pending version with issuer Unknown, or resume 7 ledger row + DeploymentNotice
+4 CSR -> the routed CA client
+
+Failures raise :class:`RenewalFailed` after the ledger row records the reason, so the queue retries
+and finally poisons the job (promise 3); nothing before merge touches the live version (promise 2).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ca_clients import (
+    CAClient,
+    CertificateIdentity,
+    IssuancePending,
+    PermanentCAError,
+    SignRequest,
+    TransientCAError,
+)
+
+from .config import RenewalConfig
+from .model import CertificateVersion, DeploymentNotice, PendingOperation, PolicySpec, RenewalJob, utcnow
+from .observability import log_event
+from .policy import MIRRORED_TRIGGER_TAG, format_trigger, is_due
+from .ports import (
+    CertificateGone,
+    CertificateStore,
+    ClaimStore,
+    JobQueue,
+    KeyVaultThrottled,
+    Ledger,
+    LedgerRow,
+    MergeRejected,
+    NoticeQueue,
+    PendingOperationExists,
+)
+from .routing import NoRoute, route_issuer
+from .verification import ChainRejected, verify_chain
+
+log = logging.getLogger("renewal.orchestrator")
+
+OutcomeStatus = Literal["renewed", "pending", "not-due", "already-renewed", "claimed-elsewhere", "gone"]
+
+
+@dataclass(frozen=True)
+class RenewalOutcome:
+    status: OutcomeStatus
+    detail: str = ""
+    new_version: str | None = None
+    request_id: str | None = None
+
+
+class RenewalFailed(Exception):
+    """The job did not succeed; the ledger row holds the reason. ``permanent`` means a retry will not
+    help until something is fixed (the queue still retries, then poisons the job for replay)."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def _validity(policy: PolicySpec) -> dt.timedelta | None:
+    return dt.timedelta(days=round(policy.validity_months * 30.4375)) if policy.validity_months else None
+
+
+def _csr_names(csr_der: bytes) -> tuple[str | None, set[str]]:
+    csr = x509.load_der_x509_csr(csr_der)
+    cn = csr.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+    try:
+        dns = set(
+            csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+        )
+    except x509.ExtensionNotFound:
+        dns = set()
+    return (str(cn[0].value) if cn else None), {d.lower() for d in dns}
+
+
+def _policy_names(policy: PolicySpec) -> tuple[str | None, set[str]]:
+    from .verification import _policy_common_name
+
+    return _policy_common_name(policy.subject), {d.lower() for d in policy.sans.dns_names}
+
+
+class RenewalOrchestrator:
+    def __init__(
+        self,
+        *,
+        config: RenewalConfig,
+        stores: Mapping[str, CertificateStore],
+        issuers: Callable[[str], CAClient],
+        trust_anchors: Callable[[str], Sequence[x509.Certificate]],
+        ledger: Ledger,
+        claims: ClaimStore,
+        jobs: JobQueue,
+        notices: NoticeQueue,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.stores = stores
+        self.issuers = issuers
+        self.trust_anchors = trust_anchors
+        self.ledger = ledger
+        self.claims = claims
+        self.jobs = jobs
+        self.notices = notices
+        self.clock = clock
+
+    # -- entry point ------------------------------------------------------------------------------
+    def run(self, job: RenewalJob) -> RenewalOutcome:
+        store = self.stores.get(job.vault)
+        if store is None:
+            raise RenewalFailed(f"vault: {job.vault!r} is not configured", permanent=True)
+        ttl = dt.timedelta(seconds=self.config.defaults.claim_ttl_seconds)
+        with self.claims.claim(job.vault, job.name, ttl=ttl) as held:
+            if not held:
+                self._log("renewal.claimed_elsewhere", job)
+                return RenewalOutcome("claimed-elsewhere", "another worker holds this certificate")
+            try:
+                return self._renew(job, store)
+            except KeyVaultThrottled as exc:
+                raise RenewalFailed(str(exc), permanent=False) from exc
+
+    # -- steps ----------------------------------------------------------------------------------------
+    def _renew(self, job: RenewalJob, store: CertificateStore) -> RenewalOutcome:
+        now = self.clock()
+        current = store.get_current(job.name)  # step 1: current version with its policy
+        pending = store.get_pending(job.name)
+        active = pending if pending is not None and pending.in_progress else None
+        policy = current.policy if current is not None and current.policy is not None else None
+
+        if active is None:
+            if current is None:
+                self._log("renewal.gone", job, detail="certificate not found")
+                return RenewalOutcome("gone", "certificate not found")
+            if job.version and job.version != current.version and not job.force:
+                self._log("renewal.already_renewed", job, version=current.version)
+                return RenewalOutcome("already-renewed", f"version {current.version} is current now")
+            decision = is_due(
+                now=now,
+                not_before=current.not_before,
+                expires_on=current.expires_on,
+                tags=current.tags,
+                policy_triggers=policy.lifetime_triggers if policy else None,
+                default_fraction=self._default_fraction(job.vault),
+            )
+            if not (job.force or decision.due):
+                self._log("renewal.not_due", job, version=current.version, detail=decision.reason)
+                return RenewalOutcome("not-due", decision.reason)
+            if job.force and job.version and job.version != current.version:
+                return RenewalOutcome("already-renewed", f"version {current.version} is current now")
+            policy = policy or store.get_policy(job.name)
+            issuer_name = self._route(job, current)
+            active = self._begin(job, store, policy, current)  # step 3
+        else:
+            policy = policy or store.get_policy(job.name)
+            issuer_name = (
+                job.issuer if job.issuer and job.request_id == active.request_id else self._route(job, current)
+            )
+            if active.csr_der and _csr_names(active.csr_der) != _policy_names(policy):
+                # The policy changed under a pending CSR: that CSR can never verify; start over.
+                self._log("renewal.stale_csr", job, request_id=active.request_id)
+                store.delete_pending(job.name)
+                active = self._begin(job, store, policy, current)
+        return self._issue_and_merge(job, store, current, active, policy, issuer_name, now)
+
+    def _begin(
+        self, job: RenewalJob, store: CertificateStore, policy: PolicySpec, current: CertificateVersion | None
+    ) -> PendingOperation:
+        tags = dict(current.tags) if current else {}
+        try:
+            op = store.begin_pending(job.name, replace(policy, issuer_name="Unknown"), tags=tags)
+            self._log("renewal.pending_created", job, request_id=op.request_id)
+        except PendingOperationExists:
+            op = store.get_pending(job.name)  # 409: resume the operation that already exists
+            if op is None or not op.in_progress:
+                raise RenewalFailed(
+                    "create answered 409 but no pending operation is in progress", permanent=False
+                ) from None
+            self._log("renewal.pending_resumed", job, request_id=op.request_id)
+        except CertificateGone as exc:
+            raise RenewalFailed(str(exc), permanent=True) from exc
+        return op
+
+    def _route(self, job: RenewalJob, current: CertificateVersion | None) -> str:
+        try:
+            return route_issuer(self.config, job.vault, job.name, current.tags if current else {})
+        except NoRoute as exc:
+            raise RenewalFailed(str(exc), permanent=True) from exc
+
+    def _issue_and_merge(
+        self,
+        job: RenewalJob,
+        store: CertificateStore,
+        current: CertificateVersion | None,
+        op: PendingOperation,
+        policy: PolicySpec,
+        issuer_name: str,
+        now: dt.datetime,
+    ) -> RenewalOutcome:
+        fields = {"request_id": op.request_id, "issuer": issuer_name}
+        row = self.ledger.get(job.vault, job.name, op.request_id) or LedgerRow(
+            vault=job.vault,
+            name=job.name,
+            request_id=op.request_id,
+            state="started",
+            old_version=current.version if current else None,
+            reason=job.reason,
+            started_at=now,
+        )
+        if not op.csr_der:
+            raise RenewalFailed("the pending operation has no CSR", permanent=False)
+        ticket = job.ticket if job.request_id == op.request_id and job.issuer == issuer_name else None
+        if ticket is None and row.issuer == issuer_name:
+            ticket = row.extra.get("ticket")
+        row.issuer, row.attempts, row.updated_at, row.state = issuer_name, row.attempts + 1, now, "submitted"
+        self.ledger.upsert(row)
+
+        request = SignRequest(
+            csr_der=op.csr_der,
+            identity=CertificateIdentity(job.vault, job.name, op.request_id),
+            validity=_validity(policy),
+            ticket=ticket,
+        )
+        try:
+            client = self.issuers(issuer_name)
+            issued = client.sign(request)  # step 4
+        except IssuancePending as pending:
+            return self._follow_up_later(job, row, op, issuer_name, pending)
+        except PermanentCAError as exc:
+            self._fail(row, "failed", f"CA {issuer_name} refused: {exc.message}")
+            raise RenewalFailed(row.error or "", permanent=True) from exc
+        except TransientCAError as exc:
+            self._fail(row, "retrying", f"CA {issuer_name} unavailable: {exc.message}")
+            raise RenewalFailed(row.error or "", permanent=False) from exc
+
+        try:  # step 5
+            verified = verify_chain(
+                issued.certificates,
+                csr_der=op.csr_der,
+                policy=policy,
+                now=self.clock(),
+                trust_anchors=self.trust_anchors(issuer_name),
+            )
+        except ChainRejected as exc:
+            self._fail(row, "rejected", f"chain from {issuer_name} not merged: {exc}")
+            log_event(log, "renewal.chain_rejected", level=logging.WARNING, **self._ids(job), **fields, check=exc.check)
+            raise RenewalFailed(row.error or "", permanent=True) from exc
+
+        tags = dict(current.tags) if current else {}
+        if policy.lifetime_triggers:
+            tags[MIRRORED_TRIGGER_TAG] = format_trigger(policy.lifetime_triggers[0])
+        try:  # step 6
+            merged = store.merge(job.name, [c.public_bytes(Encoding.DER) for c in verified.certificates], tags=tags)
+        except MergeRejected as exc:
+            self._fail(row, "rejected", str(exc))
+            raise RenewalFailed(str(exc), permanent=True) from exc
+        except CertificateGone as exc:
+            self._fail(row, "retrying", f"pending operation vanished before merge: {exc}")
+            raise RenewalFailed(row.error or "", permanent=False) from exc
+        row.state, row.new_version, row.error, row.updated_at = "merged", merged.version, None, self.clock()
+        row.extra.pop("ticket", None)
+        self.ledger.upsert(row)
+        self._log("renewal.merged", job, version=merged.version, old_version=row.old_version, **fields)
+
+        notice = DeploymentNotice(  # step 7
+            vault=job.vault,
+            name=job.name,
+            new_version=merged.version,
+            old_version=row.old_version,
+            certificate_id=merged.id,
+            thumbprint_sha1=hashlib.sha1(merged.cer).hexdigest(),  # noqa: S324 - x5t is SHA-1 by definition
+            not_before=verified.leaf.not_valid_before_utc,
+            not_after=verified.leaf.not_valid_after_utc,
+            issuer=issuer_name,
+            request_id=op.request_id,
+            occurred_at=self.clock(),
+        )
+        self.notices.enqueue(notice)
+        row.state, row.updated_at = "notified", self.clock()
+        self.ledger.upsert(row)
+        self._log("renewal.notified", job, version=merged.version, **fields)
+        return RenewalOutcome("renewed", new_version=merged.version, request_id=op.request_id)
+
+    def _follow_up_later(
+        self, job: RenewalJob, row: LedgerRow, op: PendingOperation, issuer: str, pending: IssuancePending
+    ) -> RenewalOutcome:
+        polls = job.pending_polls + 1
+        if polls > self.config.defaults.max_pending_polls:
+            self._fail(row, "failed", f"still pending at {issuer} after {polls - 1} polls")
+            raise RenewalFailed(row.error or "", permanent=True)
+        row.state, row.updated_at = "pending-at-ca", self.clock()
+        row.extra["ticket"] = pending.ticket
+        self.ledger.upsert(row)
+        follow_up = replace(
+            job,
+            reason="pending-followup",
+            ticket=pending.ticket,
+            request_id=op.request_id,
+            issuer=issuer,
+            pending_polls=polls,
+            enqueued_at=self.clock(),
+        )
+        self.jobs.enqueue(follow_up, delay=pending.retry_after)
+        self._log(
+            "renewal.pending_at_ca",
+            job,
+            request_id=op.request_id,
+            issuer=issuer,
+            retry_after=pending.retry_after.total_seconds(),
+        )
+        return RenewalOutcome("pending", str(pending), request_id=op.request_id)
+
+    # -- small helpers ------------------------------------------------------------------------------
+    def _fail(self, row: LedgerRow, state: str, error: str) -> None:
+        row.state, row.error, row.updated_at = state, error, self.clock()
+        self.ledger.upsert(row)
+        log_event(
+            log,
+            "renewal.failed",
+            level=logging.WARNING,
+            vault=row.vault,
+            certificate=row.name,
+            request_id=row.request_id,
+            issuer=row.issuer,
+            state=state,
+            error=error,
+        )
+
+    def _default_fraction(self, vault: str) -> float:
+        vault_config = self.config.vault(vault)
+        if vault_config is not None and vault_config.renew_at_lifetime_fraction:
+            return vault_config.renew_at_lifetime_fraction
+        return self.config.defaults.renew_at_lifetime_fraction
+
+    @staticmethod
+    def _ids(job: RenewalJob) -> dict[str, str]:
+        return {"vault": job.vault, "certificate": job.name, "job_reason": job.reason, "trigger_id": job.trigger_id}
+
+    def _log(self, event: str, job: RenewalJob, **fields: object) -> None:
+        merged = {"version": job.version or None, "request_id": job.request_id or None, **fields}
+        log_event(log, event, **self._ids(job), **merged)

@@ -1,0 +1,336 @@
+"""Composition root: builds the flow's collaborators from app settings and the config document,
+lazily, so the Functions entry points, the CLI and the tests share one wiring."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from . import settings
+from .config import RenewalConfig, WebhookDeployerConfig, load_config
+from .events import CertificateEvent, EventIgnored, EventRejected, parse_event
+from .model import DeploymentNotice, RenewalJob, utcnow
+from .observability import log_event
+from .orchestrator import RenewalOrchestrator, RenewalOutcome
+from .sweep import Sweep, SweepReport
+
+log = logging.getLogger("renewal.service")
+
+
+class JobRejected(ValueError):
+    """A queue message that is not a valid job; names the field."""
+
+
+@dataclass(frozen=True)
+class EventResult:
+    status: str
+    """enqueued | ignored | rejected"""
+    detail: str
+    job: RenewalJob | None = None
+
+
+def parse_job(body: str | bytes) -> RenewalJob:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JobRejected(f"body: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise JobRejected("body: must be a JSON object")
+    for key in ("vault", "name", "reason"):
+        if not isinstance(data.get(key), str) or not data.get(key):
+            raise JobRejected(f"{key}: required string is missing")
+    if data["reason"] not in ("event", "sweep", "operator", "replay", "pending-followup"):
+        raise JobRejected(f"reason: unknown value {data['reason']!r}")
+    for key, kind in (("force", bool), ("pending_polls", int), ("ticket", (dict, type(None)))):
+        if key in data and not isinstance(data[key], kind):
+            raise JobRejected(f"{key}: wrong type {type(data[key]).__name__}")
+    for key in ("trigger_id", "version", "request_id", "issuer", "enqueued_at"):
+        if key in data and not isinstance(data[key], (str, type(None))):
+            raise JobRejected(f"{key}: must be a string")
+    try:
+        return RenewalJob.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise JobRejected(f"body: {exc}") from None
+
+
+def parse_notice(body: str | bytes) -> DeploymentNotice:
+    try:
+        return DeploymentNotice.from_dict(json.loads(body))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise JobRejected(f"body: not a deployment notice ({exc})") from None
+
+
+def load_pem_certificates(values: list[str]) -> list[Any]:
+    from cryptography import x509
+
+    certs = []
+    for value in values:
+        data = value.encode() if "-----BEGIN" in value else Path(value).read_bytes()
+        certs.extend(x509.load_pem_x509_certificates(data))
+    return certs
+
+
+class RenewalService:
+    def __init__(
+        self,
+        config: RenewalConfig,
+        *,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+        stores: Mapping[str, Any] | None = None,
+        storage: Any = None,
+        keyvault_options: Mapping[str, Any] | None = None,
+        client_context_extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.environ = dict(os.environ if environ is None else environ)
+        self.clock = clock
+        self._stores = dict(stores) if stores is not None else None
+        self._storage = storage
+        self._keyvault_options = dict(keyvault_options or {})
+        self._context_extra = dict(client_context_extra or {})
+        self._issuers: dict[str, Any] = {}
+        self._issuer_lock = threading.Lock()
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> RenewalService:
+        env = dict(os.environ if environ is None else environ)
+        return cls(load_config(env), environ=env, **kwargs)
+
+    # -- credentials and adapters ------------------------------------------------------------------
+    def _setting(self, setting: settings.Setting) -> str | None:
+        return setting.read(self.environ)
+
+    @cached_property
+    def keyvault_credential(self) -> Any:
+        mode = self._setting(settings.KEYVAULT_CREDENTIAL)
+        if mode == "emulator":
+            if not self._setting(settings.KEYVAULT_CA_BUNDLE):
+                raise RuntimeError(
+                    f"{settings.KEYVAULT_CREDENTIAL.name}=emulator needs {settings.KEYVAULT_CA_BUNDLE.name}"
+                )
+            from .azure.keyvault import StaticTokenCredential
+
+            return StaticTokenCredential()
+        from azure.identity import DefaultAzureCredential
+
+        client_id = self._setting(settings.AZURE_CLIENT_ID) or None
+        return DefaultAzureCredential(managed_identity_client_id=client_id)
+
+    @property
+    def stores(self) -> Mapping[str, Any]:
+        if self._stores is None:
+            from .azure.keyvault import open_store
+
+            verify = self._setting(settings.KEYVAULT_CA_BUNDLE) or None
+            options = dict(self._keyvault_options)
+            options.setdefault("throttle_retries", self.config.defaults.keyvault_throttle_retries)
+            if self._setting(settings.KEYVAULT_CREDENTIAL) == "emulator":
+                options.setdefault("verify_challenge_resource", False)
+            self._stores = {
+                v.name: open_store(v.name, v.url, self.keyvault_credential, connection_verify=verify, **options)
+                for v in self.config.vaults
+            }
+        return self._stores
+
+    @cached_property
+    def storage(self) -> Any:
+        if self._storage is None:
+            from .azure.storage import StorageEndpoints
+
+            self._storage = StorageEndpoints.from_settings(self.environ)
+            self._storage.ensure_resources()
+        return self._storage
+
+    @cached_property
+    def secrets(self) -> Any:
+        from .secrets import ConfigSecretResolver
+
+        return ConfigSecretResolver(
+            configuration_vault=self.config.configuration_vault,
+            certificate_vaults={v.url for v in self.config.vaults},
+            credential_factory=lambda: self.keyvault_credential,
+            environ=self.environ,
+            connection_verify=self._setting(settings.KEYVAULT_CA_BUNDLE) or None,
+        )
+
+    @cached_property
+    def ledger(self) -> Any:
+        from .azure.ledger import TableLedger
+
+        return TableLedger(self.storage)
+
+    @cached_property
+    def claims(self) -> Any:
+        from .azure.claims import BlobClaimStore
+
+        return BlobClaimStore(self.storage, clock=self.clock)
+
+    @cached_property
+    def jobs(self) -> Any:
+        from .azure.queues import StorageJobQueue
+
+        return StorageJobQueue(self.storage)
+
+    @cached_property
+    def notices(self) -> Any:
+        from .azure.queues import StorageNoticeQueue
+
+        return StorageNoticeQueue(self.storage)
+
+    @cached_property
+    def poison(self) -> Any:
+        from .azure.queues import PoisonQueues
+
+        return PoisonQueues(self.storage)
+
+    @cached_property
+    def dead_letters(self) -> Any:
+        from .azure.deadletter import DeadLetterStore
+
+        return DeadLetterStore(self.storage)
+
+    @cached_property
+    def deployers(self) -> list[Any]:
+        from .azure.deployers import EventGridDeployer, WebhookDeployer
+
+        return [
+            WebhookDeployer(d, self.secrets)
+            if isinstance(d, WebhookDeployerConfig)
+            else EventGridDeployer(d, self.secrets, lambda: self.keyvault_credential)
+            for d in self.config.deployers
+        ]
+
+    # -- issuers --------------------------------------------------------------------------------------
+    def issuer(self, name: str) -> Any:
+        """The CA client for a configured issuer (with its fallbacks), built on first use."""
+        with self._issuer_lock:
+            if name not in self._issuers:
+                from ca_clients import ClientContext
+                from ca_clients.failover import build_issuers
+
+                sections = {str(s["name"]): s for s in self.config.issuers}
+                if name not in sections:
+                    from ca_clients import PermanentCAError
+
+                    raise PermanentCAError(f"issuer {name!r} is not configured", issuer=name)
+                context = ClientContext(secrets=self.secrets, extra=self._context_extra)
+                wanted = self._with_fallbacks(name, sections)
+                self._issuers.update(build_issuers([sections[n] for n in wanted], context))
+            return self._issuers[name]
+
+    @staticmethod
+    def _with_fallbacks(name: str, sections: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        order, todo = [], [name]
+        while todo:
+            current = todo.pop()
+            if current in order or current not in sections:
+                continue
+            order.append(current)
+            todo.extend(sections[current].get("fallbacks") or [])
+        return order
+
+    def trust_anchors(self, issuer: str) -> list[Any]:
+        section = next((s for s in self.config.issuers if s.get("name") == issuer), {})
+        return load_pem_certificates(list(section.get("trust_anchors") or []))
+
+    def reset_issuers(self) -> None:
+        """Drop built clients (after a config change in tests or a long-lived CLI session)."""
+        with self._issuer_lock:
+            self._issuers.clear()
+
+    # -- the flow -------------------------------------------------------------------------------------
+    @cached_property
+    def orchestrator(self) -> RenewalOrchestrator:
+        return RenewalOrchestrator(
+            config=self.config,
+            stores=self.stores,
+            issuers=self.issuer,
+            trust_anchors=self.trust_anchors,
+            ledger=self.ledger,
+            claims=self.claims,
+            jobs=self.jobs,
+            notices=self.notices,
+            clock=self.clock,
+        )
+
+    def sweep(self, **kwargs: Any) -> SweepReport:
+        return Sweep(config=self.config, stores=self.stores, jobs=self.jobs, ledger=self.ledger, clock=self.clock).run(
+            **kwargs
+        )
+
+    def handle_event(self, event: Mapping[str, Any]) -> EventResult:
+        """One Event Grid event -> one queued job; malformed or foreign events are rejected, never raised."""
+        try:
+            parsed = parse_event(event, configured_vaults={v.name for v in self.config.vaults})
+        except EventRejected as exc:
+            log_event(
+                log,
+                "event.rejected",
+                level=logging.WARNING,
+                field=exc.field,
+                error=exc.message,
+                event_id=event.get("id") if isinstance(event, Mapping) else None,
+            )
+            return EventResult("rejected", str(exc))
+        if isinstance(parsed, EventIgnored):
+            log_event(log, "event.ignored", event_id=parsed.event_id, detail=parsed.reason)
+            return EventResult("ignored", parsed.reason)
+        job = self._job_for(parsed)
+        self.jobs.enqueue(job)  # an exception here makes Event Grid retry, then dead-letter
+        log_event(
+            log,
+            "event.accepted",
+            vault=job.vault,
+            certificate=job.name,
+            version=job.version or None,
+            event_id=parsed.event_id,
+            event_type=parsed.event_type,
+        )
+        return EventResult("enqueued", f"{job.vault}/{job.name}", job)
+
+    def _job_for(self, event: CertificateEvent) -> RenewalJob:
+        job = event.to_job()
+        return RenewalJob(**{**job.__dict__, "enqueued_at": self.clock()})
+
+    def run_job(self, job: RenewalJob) -> RenewalOutcome:
+        return self.orchestrator.run(job)
+
+    def force_renewal(self, vault: str, name: str, *, requested_by: str = "operator") -> RenewalJob:
+        if self.config.vault(vault) is None:
+            raise JobRejected(f"vault: {vault!r} is not configured")
+        current = self.stores[vault].get_current(name)
+        if current is None:
+            raise JobRejected(f"name: certificate {name!r} not found in {vault}")
+        job = RenewalJob(
+            vault=vault,
+            name=name,
+            reason="operator",
+            force=True,
+            version=current.version,
+            trigger_id=f"{requested_by}-{self.clock():%Y%m%dT%H%M%S}",
+            enqueued_at=self.clock(),
+        )
+        self.jobs.enqueue(job)
+        log_event(
+            log,
+            "operator.force_renewal",
+            vault=vault,
+            certificate=name,
+            version=current.version,
+            requested_by=requested_by,
+        )
+        return job
+
+    def deliver(self, notice: DeploymentNotice) -> list[str]:
+        from .deploy import deliver_notice
+
+        return deliver_notice(notice, self.deployers)

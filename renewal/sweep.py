@@ -1,0 +1,197 @@
+"""The nightly safety net: list every configured vault (list API attributes only, streamed), decide
+which certificates are due, and enqueue one job each. A policy is read only for a certificate that
+is due by the default rule, to learn whether its own trigger says otherwise."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .config import RenewalConfig
+from .model import CertificateListing, RenewalJob, utcnow
+from .observability import log_event
+from .policy import DueDecision, is_due
+from .ports import CertificateGone, CertificateStore, JobQueue, Ledger
+
+log = logging.getLogger("renewal.sweep")
+IN_FLIGHT_STATES = frozenset({"started", "submitted", "pending-at-ca", "retrying"})
+
+
+@dataclass(frozen=True)
+class SweepEntry:
+    vault: str
+    name: str
+    version: str | None
+    expires_on: dt.datetime | None
+    decision: DueDecision
+    enqueued: bool
+
+
+@dataclass
+class SweepReport:
+    started_at: dt.datetime
+    scanned: int = 0
+    due: list[SweepEntry] = field(default_factory=list)
+    later: list[SweepEntry] = field(default_factory=list)
+    """Not-due entries, kept only when the sweep is asked to collect them (CLI tables)."""
+    not_due_count: int = 0
+    skipped: int = 0
+    policy_reads: int = 0
+    stale_resumed: int = 0
+    errors: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class Sweep:
+    def __init__(
+        self,
+        *,
+        config: RenewalConfig,
+        stores: Mapping[str, CertificateStore],
+        jobs: JobQueue,
+        ledger: Ledger | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.stores = stores
+        self.jobs = jobs
+        self.ledger = ledger
+        self.clock = clock
+
+    def run(
+        self,
+        *,
+        dry_run: bool = False,
+        collect_all: bool = False,
+        vaults: Iterable[str] | None = None,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> SweepReport:
+        now = self.clock()
+        report = SweepReport(started_at=now)
+        run_id = f"sweep-{now:%Y%m%dT%H%M%S}"
+        names = list(vaults) if vaults is not None else [v.name for v in self.config.vaults]
+        with ThreadPoolExecutor(max_workers=max(1, len(names)), thread_name_prefix="sweep") as pool:
+            futures = [
+                pool.submit(self._scan_vault, name, now, run_id, report, dry_run, collect_all, progress)
+                for name in names
+            ]
+            for future in futures:
+                future.result()
+        if self.ledger is not None:
+            self._resume_stale(now, run_id, report, dry_run)
+        log_event(
+            log,
+            "sweep.finished",
+            run_id=run_id,
+            scanned=report.scanned,
+            due=len(report.due),
+            not_due=report.not_due_count,
+            policy_reads=report.policy_reads,
+            stale_resumed=report.stale_resumed,
+            errors=len(report.errors),
+            dry_run=dry_run,
+        )
+        return report
+
+    def _scan_vault(
+        self,
+        vault: str,
+        now: dt.datetime,
+        run_id: str,
+        report: SweepReport,
+        dry_run: bool,
+        collect_all: bool,
+        progress: Callable[[str, int], None] | None,
+    ) -> None:
+        store = self.stores[vault]
+        vault_config = self.config.vault(vault)
+        fraction = (
+            vault_config.renew_at_lifetime_fraction
+            if vault_config and vault_config.renew_at_lifetime_fraction
+            else self.config.defaults.renew_at_lifetime_fraction
+        )
+        try:
+            for listing in store.list_certificates():
+                entry = self._decide(store, listing, now, fraction, report)
+                if entry is None:
+                    continue
+                if entry.decision.due and not dry_run:
+                    self.jobs.enqueue(
+                        RenewalJob(
+                            vault=vault,
+                            name=listing.name,
+                            reason="sweep",
+                            trigger_id=run_id,
+                            version=listing.version or "",
+                            enqueued_at=now,
+                        )
+                    )
+                    entry = SweepEntry(entry.vault, entry.name, entry.version, entry.expires_on, entry.decision, True)
+                with report._lock:
+                    report.scanned += 1
+                    if entry.decision.due:
+                        report.due.append(entry)
+                    else:
+                        report.not_due_count += 1
+                        if collect_all:
+                            report.later.append(entry)
+                if progress is not None:
+                    progress(vault, 1)
+        except Exception as exc:  # noqa: BLE001 - one vault's failure must not stop the others
+            with report._lock:
+                report.errors.append(f"{vault}: {type(exc).__name__}: {exc}")
+            log_event(log, "sweep.vault_failed", level=logging.ERROR, vault=vault, error=str(exc))
+
+    def _decide(
+        self,
+        store: CertificateStore,
+        listing: CertificateListing,
+        now: dt.datetime,
+        fraction: float,
+        report: SweepReport,
+    ) -> SweepEntry | None:
+        if listing.pending or listing.enabled is False:
+            with report._lock:
+                report.skipped += 1
+            return None
+        decision = is_due(
+            now=now,
+            not_before=listing.not_before,
+            expires_on=listing.expires_on,
+            tags=listing.tags,
+            default_fraction=fraction,
+        )
+        if decision.due and decision.trigger == "default":
+            # Due only by the default rule: the policy's own trigger (if any) decides.
+            try:
+                policy = store.get_policy(listing.name)
+            except CertificateGone:
+                return None
+            with report._lock:
+                report.policy_reads += 1
+            if policy.lifetime_triggers:
+                decision = is_due(
+                    now=now,
+                    not_before=listing.not_before,
+                    expires_on=listing.expires_on,
+                    tags=listing.tags,
+                    policy_triggers=policy.lifetime_triggers,
+                    default_fraction=fraction,
+                )
+        return SweepEntry(listing.vault, listing.name, listing.version, listing.expires_on, decision, False)
+
+    def _resume_stale(self, now: dt.datetime, run_id: str, report: SweepReport, dry_run: bool) -> None:
+        assert self.ledger is not None
+        threshold = now - dt.timedelta(hours=self.config.defaults.stale_pending_after_hours)
+        for row in self.ledger.recent(states=set(IN_FLIGHT_STATES), limit=1000):
+            if row.vault not in self.stores or (row.updated_at or row.started_at or now) > threshold:
+                continue
+            if not dry_run:
+                self.jobs.enqueue(
+                    RenewalJob(vault=row.vault, name=row.name, reason="sweep", trigger_id=f"{run_id}-stale")
+                )
+            report.stale_resumed += 1
