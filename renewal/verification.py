@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
@@ -107,7 +108,7 @@ def _check_links(chain: Sequence[x509.Certificate]) -> None:
         child, parent = chain[i], chain[i + 1]
         try:
             child.verify_directly_issued_by(parent)
-        except (ValueError, TypeError, x509.InvalidSignature) as exc:
+        except (ValueError, TypeError, InvalidSignature) as exc:
             raise ChainRejected(
                 "chain",
                 f"chain[{i}] ({child.subject.rfc4514_string()}) is not signed by chain[{i + 1}] "
@@ -128,7 +129,7 @@ def _check_anchor(chain: Sequence[x509.Certificate], anchors: Sequence[x509.Cert
         try:
             top.verify_directly_issued_by(anchor)
             return
-        except (ValueError, TypeError, x509.InvalidSignature):
+        except (ValueError, TypeError, InvalidSignature):
             continue
     raise ChainRejected("trust", f"chain top {top.subject.rfc4514_string()} does not lead to a configured trust anchor")
 
