@@ -1,0 +1,284 @@
+"""The Bicep templates keep the deployment's promises; each checker is also run on a broken copy."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from renewal import settings
+from tests.infra import templates as t
+
+TEMPLATES = t.load_templates()
+CERT_VAULT = "app/certificate-vault.bicep"
+CONFIG_VAULT = "app/config-vault.bicep"
+PLATFORM = "app/platform.bicep"
+EVENT_SUB = "app/event-subscription.bicep"
+
+
+def mutated(path: str, old: str, new: str) -> t.Templates:
+    """A copy of the templates with one edit; fails if the edit does not apply (the test would prove nothing)."""
+    assert old in TEMPLATES[path], f"{old!r} not in {path}"
+    copy = dict(TEMPLATES)
+    copy[path] = TEMPLATES[path].replace(old, new)
+    return copy
+
+
+def test_the_expected_templates_exist():
+    assert {t.MAIN, t.SUBSCRIPTIONS, CERT_VAULT, CONFIG_VAULT, PLATFORM, EVENT_SUB} <= set(TEMPLATES)
+
+
+@pytest.mark.parametrize("path", sorted(TEMPLATES))
+def test_every_bicep_file_parses(path):
+    assert t.check_syntax({path: TEMPLATES[path]}) == []
+
+
+def test_a_syntax_error_is_caught():
+    broken = mutated(PLATFORM, "resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {", "resource plan = {")
+    assert t.check_syntax(broken)
+
+
+def test_modules_referenced_by_the_entry_templates_exist():
+    for entry in (t.MAIN, t.SUBSCRIPTIONS):
+        for mod in t.modules(t.parse(TEMPLATES[entry])).values():
+            assert mod["path"] in TEMPLATES, f"{entry} uses missing module {mod['path']}"
+
+
+# --- roles --------------------------------------------------------------------------------------------
+
+
+def test_only_allowed_roles_on_the_right_kind_of_resource():
+    assert t.check_roles(TEMPLATES) == []
+
+
+def test_the_expected_role_assignments_are_present():
+    grants = {(g.file, next(iter(g.role_ids))) for g in t.role_grants(TEMPLATES)}
+    assert grants == {
+        (CERT_VAULT, t.CERTIFICATES_OFFICER),
+        (CONFIG_VAULT, t.SECRETS_USER),
+        (PLATFORM, t.BLOB_DATA_OWNER),
+        (PLATFORM, t.QUEUE_DATA_CONTRIBUTOR),
+        (PLATFORM, t.TABLE_DATA_CONTRIBUTOR),
+        (PLATFORM, t.METRICS_PUBLISHER),
+        ("app/deadletter-access.bicep", t.BLOB_DATA_CONTRIBUTOR),
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "old", "new"),
+    [
+        # Owner on the storage account instead of Blob Data Owner.
+        (PLATFORM, "'b7e6dc6d-f1e8-4753-8033-0f276bb0955b')\n", "'8e3af657-a8ff-443c-a75c-2fe8c4bcb635')\n"),
+        # Metrics Publisher on the storage account instead of Application Insights.
+        (PLATFORM, "scope: appInsights", "scope: storage"),
+        # The topic's Blob Data Contributor on the whole account instead of the container.
+        ("app/deadletter-access.bicep", "scope: deadLetterContainer", "scope: storage"),
+        # A role id that is not a literal.
+        (
+            CERT_VAULT,
+            "roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', "
+            "'a4417e6f-fecd-4de8-b567-7b0420556985')",
+            "roleDefinitionId: roleId",
+        ),
+    ],
+)
+def test_role_checker_catches(path, old, new):
+    assert t.check_roles(mutated(path, old, new))
+
+
+def test_certificate_vaults_get_only_certificates_officer_and_secrets_only_the_config_vault():
+    assert t.check_vault_roles(TEMPLATES) == []
+    certificate, config = t.vault_module_files(TEMPLATES)
+    assert certificate == {CERT_VAULT}
+    assert config == {CONFIG_VAULT}
+
+
+@pytest.mark.parametrize(
+    "role",
+    [
+        t.SECRETS_USER,
+        "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",  # Certificate User: reads the certificate's secret
+        "00482a5a-887f-4fb3-b363-3b7fe8e74483",  # Key Vault Administrator
+    ],
+)
+def test_vault_checker_catches_a_secrets_role_on_a_certificate_vault(role):
+    broken = mutated(
+        CERT_VAULT,
+        "roleDefinitions', 'a4417e6f-fecd-4de8-b567-7b0420556985')",
+        f"roleDefinitions', '{role}')",
+    )
+    problems = t.check_vault_roles(broken)
+    assert any("certificate vault" in p for p in problems), problems
+    assert t.check_roles(broken) or role == t.SECRETS_USER
+
+
+def test_vault_checker_catches_a_second_role_on_a_certificate_vault():
+    extra = (
+        TEMPLATES[CERT_VAULT]
+        .split("// A vault has at most one system topic")[0]
+        .split("resource certificatesOfficer")[1]
+    )
+    added = "resource certificatesOfficer" + extra.replace(
+        "a4417e6f-fecd-4de8-b567-7b0420556985')\n    principalId",
+        "4633458b-17de-408a-b874-0445c86b69e6')\n    principalId",
+    ).replace("certificatesOfficer", "secretsToo", 1)
+    broken = dict(TEMPLATES)
+    broken[CERT_VAULT] = (
+        TEMPLATES[CERT_VAULT] + "\n" + added.replace("resource certificatesOfficer", "resource secretsToo")
+    )
+    assert any("Key Vault Secrets User on a certificate vault" in p for p in t.check_vault_roles(broken))
+
+
+def test_vault_checker_catches_a_wrong_role_on_the_config_vault():
+    broken = mutated(
+        CONFIG_VAULT,
+        "roleDefinitions', '4633458b-17de-408a-b874-0445c86b69e6')",
+        "roleDefinitions', 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7')",
+    )
+    assert t.check_vault_roles(broken)
+
+
+def test_vault_checker_catches_certificate_vaults_served_by_the_config_module():
+    broken = mutated(
+        t.MAIN,
+        "module certificateVaults 'app/certificate-vault.bicep'",
+        "module certificateVaults 'app/config-vault.bicep'",
+    )
+    assert t.check_vault_roles(broken)
+
+
+def test_vault_checker_catches_a_secrets_role_granted_outside_the_config_vault_module():
+    broken = mutated(PLATFORM, "'0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')\n", "'4633458b-17de-408a-b874-0445c86b69e6')\n")
+    assert t.check_vault_roles(broken)
+
+
+# --- event subscriptions -----------------------------------------------------------------------------
+
+
+def test_event_subscriptions_filter_retry_and_dead_letter():
+    assert t.check_event_subscriptions(TEMPLATES) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("        'Microsoft.KeyVault.CertificateExpired'\n", ""),
+        ("    filter: {\n      includedEventTypes: [", "    filter: {\n      excludedEventTypes: ["),
+        ("deadLetterWithResourceIdentity: {", "deadLetterNowhere: {"),
+        ("var deadLetterContainerName = 'eventgrid-deadletter'", "var deadLetterContainerName = 'elsewhere'"),
+        (
+            "        type: 'SystemAssigned'\n      }\n      deadLetterDestination",
+            "        type: 'None'\n      }\n      deadLetterDestination",
+        ),
+        ("    retryPolicy: {", "    retryPolicyOff: {"),
+        ("var functionName = 'on_certificate_event'", "var functionName = 'other_function'"),
+    ],
+)
+def test_event_subscription_checker_catches(old, new):
+    assert t.check_event_subscriptions(mutated(EVENT_SUB, old, new))
+
+
+def test_event_subscription_checker_catches_a_missing_subscription():
+    broken = {k: v for k, v in TEMPLATES.items() if k != EVENT_SUB}
+    assert t.check_event_subscriptions(broken)
+
+
+def test_main_template_creates_one_system_topic_per_vault_and_no_subscription():
+    doc = t.parse(TEMPLATES[CERT_VAULT])
+    topics = [r for r in t.resources(doc) if r.type == "Microsoft.EventGrid/systemTopics"]
+    assert len(topics) == 1
+    props = topics[0].body["properties"]
+    assert props["topicType"] == "Microsoft.KeyVault.vaults"
+    assert topics[0].body["identity"]["type"] == "SystemAssigned"
+    # The subscription needs the function; only the second pass (subscriptions.bicep) may create it.
+    reachable_from_main = {t.MAIN} | {m["path"] for m in t.modules(t.parse(TEMPLATES[t.MAIN])).values()}
+    assert EVENT_SUB not in reachable_from_main
+    assert EVENT_SUB in {m["path"] for m in t.modules(t.parse(TEMPLATES[t.SUBSCRIPTIONS])).values()}
+
+
+# --- app settings -------------------------------------------------------------------------------------
+
+
+def test_every_setting_the_code_reads_is_set_and_no_dev_only_one():
+    assert t.check_app_settings(TEMPLATES) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("  RENEWAL_LOG_LEVEL: logLevel\n", ""),
+        ("  AZURE_CLIENT_ID: identity.properties.clientId\n", ""),
+        ("  RENEWAL_LOG_LEVEL: logLevel\n", "  RENEWAL_LOG_LEVEL: logLevel\n  RENEWAL_KEYVAULT_CA_BUNDLE: ''\n"),
+        (
+            "  AzureWebJobsStorage__credential: 'managedidentity'\n",
+            "  AzureWebJobsStorage__credential: 'connectionstring'\n",
+        ),
+        ("  RENEWAL_LOG_LEVEL: logLevel\n", "  RENEWAL_LOG_LEVEL: logLevel\n  FUNCTIONS_WORKER_RUNTIME: 'python'\n"),
+        ("properties: union(issuerSecretReferences, serviceSettings)", "properties: issuerSecretReferences"),
+    ],
+)
+def test_app_settings_checker_catches(old, new):
+    assert t.check_app_settings(mutated(PLATFORM, old, new))
+
+
+def test_issuer_secret_settings_become_key_vault_references_to_the_config_vault():
+    doc = t.parse(TEMPLATES[PLATFORM])
+    text = json.dumps(doc["variables"]["issuerSecretReferences"])
+    assert "@Microsoft.KeyVault(SecretUri=https://${configVaultName}" in text
+    assert t.resolve(doc, "configVaultName") != "configVaultName"
+
+
+def test_platform_settings():
+    doc = t.parse(TEMPLATES[PLATFORM])
+    by_type = {r.type: r for r in t.resources(doc)}
+    storage = by_type[t.STORAGE_ACCOUNT].body["properties"]
+    assert storage["allowSharedKeyAccess"] is False
+    assert storage["allowBlobPublicAccess"] is False
+    assert by_type[t.APP_INSIGHTS].body["properties"]["DisableLocalAuth"] is True
+    plan = by_type["Microsoft.Web/serverfarms"].body
+    assert plan["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
+    site = by_type["Microsoft.Web/sites"].body
+    assert site["identity"]["type"] == "UserAssigned"
+    config = site["properties"]["functionAppConfig"]
+    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    assert config["deployment"]["storage"]["authentication"]["type"] == "UserAssignedIdentity"
+    assert json.dumps(site["properties"]["keyVaultReferenceIdentity"]) == json.dumps(
+        {"operator": {"type": "property_accessor", "operands": {"operand_1": "identity", "operand_2": "id"}}}
+    )
+    assert "listKeys" not in "".join(TEMPLATES.values())
+    assert "AccountKey=" not in "".join(TEMPLATES.values())
+
+
+def test_api_versions_are_stable_and_recent():
+    for path, text in TEMPLATES.items():
+        for res_type, version in re.findall(r"'([A-Za-z.]+/[A-Za-z/]+)@([0-9-]+[A-Za-z-]*)'", text):
+            assert "preview" not in version, f"{path}: {res_type}@{version}"
+            assert version >= "2020-02-02", f"{path}: {res_type}@{version}"
+
+
+# --- storage names ------------------------------------------------------------------------------------
+
+
+def test_queue_table_and_container_names_equal_the_settings_constants():
+    assert t.check_storage_names(TEMPLATES) == []
+    found = t.storage_names(TEMPLATES)
+    assert settings.poison_queue(settings.JOBS_QUEUE) in found["queues"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("  'deployments-poison'\n", ""),
+        ("var ledgerTableName = 'renewals'", "var ledgerTableName = 'ledger'"),
+        ("var claimsContainerName = 'renewal-claims'", "var claimsContainerName = 'claims'"),
+        ("var deadLetterContainerName = 'eventgrid-deadletter'", "var deadLetterContainerName = 'deadletter'"),
+    ],
+)
+def test_storage_name_checker_catches(old, new):
+    assert t.check_storage_names(mutated(PLATFORM, old, new))
+
+
+def test_storage_name_checker_catches_a_wrong_container_in_the_dead_letter_role():
+    broken = mutated("app/deadletter-access.bicep", "= 'eventgrid-deadletter'", "= 'other'")
+    assert t.check_storage_names(broken)
