@@ -163,13 +163,18 @@ class VaultPKIClient:
         self._token: str | None = None
         self._token_expires: float | None = None
         self._credential: Any = context.extra.get("azure_credential")
+        self._session: Any = None
 
     # -- authentication -------------------------------------------------------------------------
 
     def _hvac(self, token: str | None = None):
         import hvac
+        import requests
 
+        if self._session is None:
+            self._session = requests.Session()  # one connection pool across logins and signs
         return hvac.Client(
+            session=self._session,
             url=self._config.url,
             token=token,
             namespace=self._config.namespace,
