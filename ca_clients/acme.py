@@ -256,7 +256,7 @@ class AcmeClient:
             mapped = self._map_error(exc)
             if mapped is None:
                 raise
-            if isinstance(exc, messages.Error) and exc.code == "accountDoesNotExist":
+            if isinstance(exc, messages.Error) and _problem_code(exc) == "accountDoesNotExist":
                 self._account = None  # deactivated or purged at the CA: look it up again next time
             raise mapped from exc
 
@@ -339,8 +339,8 @@ class AcmeClient:
         try:
             response = self._post_as_get(url)
         except messages.Error as exc:
-            if exc.code in PERMANENT_CODES:  # the order is gone or not ours: start a new one
-                self._log("acme.order.ticket_unusable", order_url=url, reason=exc.code, **fields)
+            if _problem_code(exc) in PERMANENT_CODES:  # the order is gone or not ours: start a new one
+                self._log("acme.order.ticket_unusable", order_url=url, reason=_problem_code(exc), **fields)
                 return None
             raise
         body = messages.Order.from_json(response.json())
@@ -371,7 +371,7 @@ class AcmeClient:
         try:
             response = self._post(orderr.body.finalize, wrapped)
         except messages.Error as exc:
-            if exc.code != "orderNotReady":
+            if _problem_code(exc) != "orderNotReady":
                 raise
             return self._refresh(orderr.uri)
         return messages.Order.from_json(response.json()), response
@@ -564,7 +564,7 @@ class AcmeClient:
                 regr = messages.RegistrationResource(body=_registration(response), uri=response.headers.get("Location"))
                 event = "acme.account.found"
             except messages.Error as exc:
-                if exc.code != "accountDoesNotExist":
+                if _problem_code(exc) != "accountDoesNotExist":
                     raise
                 regr = self._register(directory)
                 event = "acme.account.registered"
@@ -605,7 +605,7 @@ class AcmeClient:
     def _map_error(self, exc: Exception) -> CAError | None:
         """ACME/network failures as the three outcomes; None for anything that is a bug here."""
         if isinstance(exc, messages.Error):
-            code = exc.code or ""
+            code = _problem_code(exc)
             text = f"ACME {code or exc.typ}: {_problem_text(exc)}"
             if code in PERMANENT_CODES:
                 return PermanentCAError(text, issuer=self.name)
@@ -645,6 +645,12 @@ def _registration(response: requests.Response) -> messages.Registration:
         return messages.Registration.from_json(response.json())
     except (ValueError, jose.DeserializationError):
         return messages.Registration()  # the account URL is all this client needs
+
+
+def _problem_code(error: messages.Error) -> str:
+    """The RFC 8555 problem code, also for codes the acme package does not know (``.code`` is None then)."""
+    typ = str(error.typ or "")
+    return typ.removeprefix(messages.ERROR_PREFIX) if typ.startswith(messages.ERROR_PREFIX) else ""
 
 
 def _problem_text(error: messages.Error) -> str:
