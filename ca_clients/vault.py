@@ -259,14 +259,16 @@ class VaultPKIClient:
     # -- signing --------------------------------------------------------------------------------
 
     def _call(self, what: str, operation: Callable[[], Any]) -> Any:
-        """Run one Vault call; every failure leaves as a CA outcome (403 is re-raised for re-login)."""
+        """Run one Vault call; every failure leaves as a CA outcome, except a sign's 403 (re-login)."""
         import hvac.exceptions as hx
         import requests
 
         try:
             return operation()
-        except hx.Forbidden:
-            raise
+        except hx.Forbidden as exc:
+            if what == "sign":
+                raise
+            raise PermanentCAError(f"Vault {what} refused: {_vault_errors(exc)}", issuer=self.name) from None
         except (
             hx.VaultDown,  # sealed or standby: 503
             hx.InternalServerError,

@@ -35,7 +35,7 @@ def _assert_chain(chain, root_pem: str, *, length: int = 3) -> None:
     assert certs[-1] == root
 
 
-@pytest.mark.parametrize("spec", ["RSA-2048", "RSA-3072", "EC-P256", "EC-P384"])
+@pytest.mark.parametrize("spec", ["RSA-2048", "RSA-3072", "RSA-4096", "EC-P256", "EC-P384"])
 def test_sign_role_returns_leaf_intermediate_root(openbao, spec):
     csr, _ = make_csr("app.example.test", key=make_key(spec), dns=["app.example.test", "www.app.example.test"])
     chain = _client(openbao.issuer_section("bao")).sign(sign_request(csr))
@@ -82,6 +82,19 @@ def test_auth_methods(openbao, auth):
     csr, _ = make_csr()
     chain = _client(openbao.issuer_section(f"bao-{auth}", auth=auth)).sign(sign_request(csr))
     _assert_chain(chain, openbao.root_pem)
+
+
+def test_revoked_token_triggers_one_fresh_login(openbao):
+    import hvac
+
+    client = _client(openbao.issuer_section("bao"))
+    csr, _ = make_csr()
+    client.sign(sign_request(csr))
+    first = client.inner._token
+    hvac.Client(url=openbao.addr, token=openbao.root_token).auth.token.revoke(first)
+    chain = client.sign(sign_request(csr))
+    _assert_chain(chain, openbao.root_pem)
+    assert client.inner._token != first
 
 
 def test_namespace(openbao):

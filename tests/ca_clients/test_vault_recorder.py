@@ -306,6 +306,17 @@ def test_login_refusal_is_permanent_and_login_outage_transient(fake_vault, tmp_p
         client.sign(sign_request(csr))
 
 
+def test_login_403_is_permanent(fake_vault):
+    fake_vault.script["/v1/auth/jwt/login"] = [(403, {"errors": ["permission denied"]})]
+    jwt = {"method": "jwt", "role": "renewal", "resource": "api://openbao"}
+    client = _build(_section(fake_vault.url, jwt), azure_credential=FakeManagedIdentity())
+    csr, _ = make_csr()
+    with pytest.raises(PermanentCAError, match="Vault login refused: permission denied") as info:
+        client.sign(sign_request(csr))
+    assert MI_TOKEN not in str(info.value)
+    assert fake_vault.signs() == []
+
+
 def test_managed_identity_failure_is_transient(fake_vault):
     class Broken:
         def get_token(self, *scopes: str, **kwargs: Any):

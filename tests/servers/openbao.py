@@ -87,7 +87,7 @@ class OpenBaoServer:
         path.chmod(0o600)
         return {"file": str(path)}
 
-    def mint_jwt(self, *, audience: str = JWT_AUDIENCE, subject: str = "renewal-app", ttl: int = 300) -> str:
+    def mint_jwt(self, *, audience: str = JWT_AUDIENCE, subject: str = "renewal-app", ttl: int = 3600) -> str:
         """An RS256 JWT that the ``jwt`` auth mount accepts for role ``renewal``."""
         now = int(time.time())
         header = _b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "test"}).encode())
