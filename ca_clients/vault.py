@@ -173,6 +173,8 @@ class VaultPKIClient:
 
         if self._session is None:
             self._session = requests.Session()  # one connection pool across logins and signs
+            # hvac takes verify from a passed session (its own verify argument is then ignored).
+            self._session.verify = self._verify
         return hvac.Client(
             session=self._session,
             url=self._config.url,

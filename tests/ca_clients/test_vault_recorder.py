@@ -56,6 +56,7 @@ class FakeVault:
     script: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
     lease_seconds: int = 600
     ca: tuple[Any, x509.Certificate] = field(default_factory=_ca)
+    tls_ca_pem: str = ""
 
     def answer(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         if self.script.get(path):
@@ -92,8 +93,37 @@ class FakeVault:
         return [r for r in self.requests if "/sign" in r["path"]]
 
 
-@pytest.fixture
-def fake_vault() -> Iterator[FakeVault]:
+def _tls_context(tmp_path) -> tuple[Any, str]:
+    """A server TLS context for 127.0.0.1 and the PEM of the CA that signed it."""
+    import ipaddress
+    import ssl
+
+    ca_key, ca_cert = _ca()
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (tmp_path / "tls.pem").write_bytes(cert.public_bytes(pem))
+    (tmp_path / "tls.key").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "tls.pem", tmp_path / "tls.key")
+    return context, ca_cert.public_bytes(pem).decode()
+
+
+@pytest.fixture(params=["http"])
+def fake_vault(request, tmp_path) -> Iterator[FakeVault]:
     state = FakeVault()
 
     class Handler(BaseHTTPRequestHandler):
@@ -118,7 +148,11 @@ def fake_vault() -> Iterator[FakeVault]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = request.param
+    if scheme == "https":
+        context, state.tls_ca_pem = _tls_context(tmp_path)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield state
@@ -336,3 +370,17 @@ def test_answer_without_certificate_is_transient(fake_vault, tmp_path):
     csr, _ = make_csr()
     with pytest.raises(TransientCAError, match="without a certificate"):
         client.sign(sign_request(csr))
+
+
+@pytest.mark.parametrize("fake_vault", ["https"], indirect=True)
+def test_ca_bundle_is_what_tls_trusts(fake_vault, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("s.t")
+    auth = {"method": "token", "token": {"file": str(token)}}
+    csr, _ = make_csr()
+    with pytest.raises(PermanentCAError, match="TLS verification failed"):
+        _build(_section(fake_vault.url, auth)).sign(sign_request(csr))
+    assert _build(_section(fake_vault.url, auth, ca_bundle=fake_vault.tls_ca_pem)).sign(sign_request(csr))
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(fake_vault.tls_ca_pem)
+    assert _build(_section(fake_vault.url, auth, ca_bundle=str(bundle))).sign(sign_request(csr))
