@@ -5,7 +5,8 @@ only spent on a real registration), create an order from the CSR's DNS names, pu
 records, wait until the authoritative servers serve them, answer the challenges, finalize, and
 download the chain (optionally the alternate chain whose top issuer is ``preferred_chain``).
 An order still ``processing`` after ``finalize_wait_seconds`` becomes :class:`IssuancePending` with
-``ticket={"order_url": ...}``; a later ``sign()`` with that ticket resumes the same order.
+``ticket={"order_url": ..., "csr_sha256": ...}``; a later ``sign()`` with that ticket and the same CSR
+resumes the same order (a ticket for another CSR is ignored and a new order is placed).
 
 The account key is long-lived: a secret in the configuration vault (operators create it once with
 :func:`generate_account_key_pem`), or, for local runs, a ``{"file": path}`` created on first use.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import email.utils
+import hashlib
 import logging
 import math
 import os
@@ -310,12 +312,16 @@ class AcmeClient:
             "request_id": request.identity.request_id,
         }
         orderr = None
-        if request.ticket and request.ticket.get("order_url"):
-            orderr = self._load_order(str(request.ticket["order_url"]), csr_pem, fields)
+        ticket = request.ticket or {}
+        if ticket.get("order_url"):
+            if ticket.get("csr_sha256", _csr_digest(request.csr_der)) == _csr_digest(request.csr_der):
+                orderr = self._load_order(str(ticket["order_url"]), csr_pem, fields)
+            else:  # the order was finalized (or will be) with another key: its certificate is no use
+                self._log("acme.order.ticket_other_csr", order_url=ticket["order_url"], **fields)
         if orderr is None:
             orderr = self._new_order(csr_pem)
             self._log("acme.order.created", order_url=orderr.uri, **fields)
-        return self._drive(orderr, fields)
+        return self._drive(orderr, _csr_digest(request.csr_der), fields)
 
     def _check_identifiers(self, csr: x509.CertificateSigningRequest) -> None:
         try:
@@ -350,7 +356,7 @@ class AcmeClient:
         self._log("acme.order.resumed", order_url=url, status=str(body.status), **fields)
         return messages.OrderResource(body=body, uri=url, authorizations=[], csr_pem=csr_pem)
 
-    def _drive(self, orderr: messages.OrderResource, fields: dict[str, Any]) -> IssuedChain:
+    def _drive(self, orderr: messages.OrderResource, csr_digest: str, fields: dict[str, Any]) -> IssuedChain:
         body = orderr.body
         if body.status == messages.STATUS_INVALID:
             raise PermanentCAError(self._order_failure(body), issuer=self.name)
@@ -360,7 +366,7 @@ class AcmeClient:
         response: requests.Response | None = None
         if body.status == messages.STATUS_READY:
             body, response = self._finalize(orderr)
-        return self._await_certificate(orderr, body, response, fields)
+        return self._await_certificate(orderr, body, response, csr_digest, fields)
 
     def _refresh(self, url: str) -> tuple[messages.Order, requests.Response]:
         response = self._post_as_get(url)
@@ -381,6 +387,7 @@ class AcmeClient:
         orderr: messages.OrderResource,
         body: messages.Order,
         response: requests.Response | None,
+        csr_digest: str,
         fields: dict[str, Any],
     ) -> IssuedChain:
         """Poll a finalized order briefly; a CA that takes longer gets a resume ticket."""
@@ -398,7 +405,7 @@ class AcmeClient:
                 retry = max(1.0, _retry_after_seconds(response, self.config.pending_retry_seconds))
                 self._log("acme.order.pending", order_url=orderr.uri, retry_after=retry, **fields)
                 raise IssuancePending(
-                    ticket={"order_url": orderr.uri},
+                    ticket={"order_url": orderr.uri, "csr_sha256": csr_digest},
                     retry_after=dt.timedelta(seconds=retry),
                     message=f"ACME order {body.status} at {self.name}",
                 )
@@ -631,6 +638,10 @@ class AcmeClient:
     def _log(self, event: str, **fields: Any) -> None:
         shown = " ".join(f"{k}={v}" for k, v in fields.items())
         logger.info("%s %s", event, shown, extra={"event": event, **fields})
+
+
+def _csr_digest(csr_der: bytes) -> str:
+    return hashlib.sha256(csr_der).hexdigest()
 
 
 def _flatten(args: Any) -> list[Any]:

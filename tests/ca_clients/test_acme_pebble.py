@@ -97,7 +97,7 @@ def test_processing_order_becomes_pending_then_resumes_without_new_order(
     with pytest.raises(IssuancePending) as pending:
         build(section).sign(sign_request(csr))
     ticket = pending.value.ticket
-    assert set(ticket) == {"order_url"} and ticket["order_url"].startswith("https://127.0.0.1:")
+    assert set(ticket) == {"order_url", "csr_sha256"} and ticket["order_url"].startswith("https://127.0.0.1:")
     assert pending.value.retry_after.total_seconds() >= 1
 
     resumed = build({**section, "finalize_wait_seconds": 5})
@@ -107,6 +107,13 @@ def test_processing_order_becomes_pending_then_resumes_without_new_order(
     events = [getattr(r, "event", "") for r in caplog.records]
     assert events.count("acme.order.created") == 1
     assert events.count("acme.order.resumed") == 1
+
+    # A ticket from another CSR (a newer pending version) is not reused: a fresh order follows.
+    other_csr, other_key = make_csr(name)
+    chain = resumed.sign(sign_request(other_csr, ticket=ticket))
+    assert spki(chain.leaf) == spki(other_key)
+    events = [getattr(r, "event", "") for r in caplog.records]
+    assert events.count("acme.order.created") == 2
 
 
 def test_preferred_chain_selects_alternate_root(pebble) -> None:
