@@ -1,0 +1,83 @@
+"""The emulator's state and behaviour without HTTP: vaults, clock, knobs, events, persistence."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from . import store
+from .certificates import CertificateService
+from .clock import Clock
+from .events import EventGrid
+from .limits import RequestGate
+from .store import Vault
+
+
+class Emulator:
+    def __init__(
+        self,
+        *,
+        state_path: Path | None = None,
+        subscription_id: str = "00000000-0000-0000-0000-000000000000",
+        resource_group: str = "emulator-rg",
+    ) -> None:
+        self.state_path = state_path
+        self.vaults: dict[str, Vault] = {}
+        offset = 0.0
+        if state_path is not None:
+            self.vaults, offset = store.load(state_path)
+        self.clock = Clock(offset)
+        self.gate = RequestGate()
+        self.events = EventGrid(self.clock, subscription_id=subscription_id, resource_group=resource_group)
+        self.service = CertificateService(self.clock, self.events, on_change=self.mark_dirty)
+        self.base_urls: dict[str, str] = {}
+        self._dirty = False
+        self._stop = threading.Event()
+        self._background = threading.Thread(target=self._tick, daemon=True, name="emulator-tick")
+        self._background.start()
+
+    def vault(self, name: str) -> Vault:
+        return self.vaults.setdefault(name, Vault(name))
+
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    def reset(self) -> None:
+        """Fresh vaults (same names and URLs), default knobs, zero counters, clock back to real time."""
+        self.events.clear()
+        for name in list(self.vaults):
+            self.vaults[name] = Vault(name)
+        self.gate.reset()
+        self.clock.reset()
+        self.events.time_scale = 1.0
+        self.mark_dirty()
+
+    def scan_expiry(self) -> int:
+        fired = 0
+        for name, vault in list(self.vaults.items()):
+            if name in self.base_urls:
+                fired += self.events.scan_expiry(vault, self.base_urls[name])
+        return fired
+
+    def advance_clock(self, seconds: float) -> int:
+        """Move the clock forward and publish the NearExpiry/Expired events that became due."""
+        self.clock.advance(seconds)
+        self.mark_dirty()
+        return self.scan_expiry()
+
+    def save(self) -> None:
+        if self.state_path is not None:
+            self._dirty = False
+            store.save(self.state_path, self.vaults, self.clock.offset)
+
+    def _tick(self) -> None:
+        # Real time passes too: expiry is checked every second, and state is saved when it changed.
+        while not self._stop.wait(1.0):
+            self.scan_expiry()
+            if self._dirty:
+                self.save()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.events.stop()
+        self.save()
