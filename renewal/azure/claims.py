@@ -19,6 +19,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -31,6 +32,14 @@ log = logging.getLogger("renewal.azure.claims")
 # Written when a blob is created or a claim released: an expiry in the past means "free to take over".
 _LAPSED = "1970-01-01T00:00:00+00:00"
 _ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class HeldClaim:
+    vault: str
+    name: str
+    blob: Any
+    lease: Any
 
 
 def claim_blob_name(vault: str, name: str) -> str:
@@ -61,15 +70,23 @@ class BlobClaimStore:
 
     @contextmanager
     def claim(self, vault: str, name: str, *, ttl: dt.timedelta) -> Iterator[bool]:
-        blob = self._container.get_blob_client(claim_blob_name(vault, name))
-        lease = self._acquire(blob, ttl)
-        if lease is None:
+        held = self.acquire(vault, name, ttl=ttl)
+        if held is None:
             yield False
             return
         try:
             yield True
         finally:
-            self._release(blob, lease, vault, name)
+            self.release(held)
+
+    def acquire(self, vault: str, name: str, *, ttl: dt.timedelta) -> HeldClaim | None:
+        """Take the claim if free or lapsed; None when another worker holds it. Prefer ``claim()``."""
+        blob = self._container.get_blob_client(claim_blob_name(vault, name))
+        lease = self._acquire(blob, ttl)
+        return HeldClaim(vault, name, blob, lease) if lease is not None else None
+
+    def release(self, held: HeldClaim) -> None:
+        self._release(held.blob, held.lease, held.vault, held.name)
 
     def holder_of(self, vault: str, name: str) -> tuple[str, dt.datetime] | None:
         """Who holds the claim and until when (None when free or lapsed): for status displays."""
