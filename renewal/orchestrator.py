@@ -235,6 +235,10 @@ class RenewalOrchestrator:
         )
         try:
             client = self.issuers(issuer_name)
+        except Exception as exc:
+            self._fail(row, "failed", f"issuer {issuer_name} could not be set up: {exc}")
+            raise RenewalFailed(row.error or "", permanent=True) from exc
+        try:
             issued = client.sign(request)  # step 4
         except IssuancePending as pending:
             return self._follow_up_later(job, row, op, issuer_name, pending)

@@ -133,8 +133,6 @@ class RenewalService:
             verify = self._setting(settings.KEYVAULT_CA_BUNDLE) or None
             options = dict(self._keyvault_options)
             options.setdefault("throttle_retries", self.config.defaults.keyvault_throttle_retries)
-            if self._setting(settings.KEYVAULT_CREDENTIAL) == "emulator":
-                options.setdefault("verify_challenge_resource", False)
             self._stores = {
                 v.name: open_store(v.name, v.url, self.keyvault_credential, connection_verify=verify, **options)
                 for v in self.config.vaults

@@ -1,7 +1,7 @@
 """App setting names: the one source of truth for code, local.settings.sample.json and infra/.
 
 Every setting the code reads is declared here with its default (None = required in Azure).
-``tests/test_settings_sources.py`` fails if the Bicep templates or the local settings sample
+``tests/infra`` fails if the Bicep templates or the local settings sample
 lack one of them.
 """
 
@@ -74,7 +74,13 @@ ALL: tuple[Setting, ...] = (
 DEV_ONLY: frozenset[str] = frozenset({KEYVAULT_CA_BUNDLE.name, STORAGE_API_VERSION.name})
 # Settings the identity-based form replaces in Azure (the host reads them, infra sets them).
 AZURE_ONLY: frozenset[str] = frozenset(
-    {STORAGE_CLIENT_ID.name, STORAGE_QUEUE_URI.name, STORAGE_TABLE_URI.name, STORAGE_BLOB_URI.name, AZURE_CLIENT_ID.name}
+    {
+        STORAGE_CLIENT_ID.name,
+        STORAGE_QUEUE_URI.name,
+        STORAGE_TABLE_URI.name,
+        STORAGE_BLOB_URI.name,
+        AZURE_CLIENT_ID.name,
+    }
 )
 
 # Storage resource names, shared by function_app bindings, adapters and infra.

@@ -1,0 +1,260 @@
+"""``make demo``: the whole flow on the local defaults, narrated.
+
+Starts the Key Vault emulator and Azurite, makes a local CA, seeds four certificates (near expiry,
+expired, healthy, and one routed to an issuer whose key is missing), lets the emulator deliver a real
+NearExpiry event to ``on_certificate_event`` through a host-like web hook, runs the nightly sweep,
+pumps the queues through the functions the way the host does, and shows what happened."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from contextlib import ExitStack
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+DAY = 86_400
+DEMO_CERTS = {
+    # name: (days left, lifetime days, what it shows)
+    "web-frontend": (20, 90, "near expiry: Key Vault's NearExpiry event drives it"),
+    "legacy-api": (-2, 90, "expired: the nightly sweep catches it"),
+    "healthy-app": (75, 90, "healthy: left alone"),
+    "partner-billing": (10, 90, "routed to partner-ca, whose key is missing: fails to the poison queue"),
+}
+
+
+def _policy(name: str) -> dict[str, Any]:
+    host = f"{name}.contoso.test"
+    return {
+        "issuer": {"name": "Unknown"},
+        "key_props": {"kty": "RSA", "key_size": 2048, "exportable": False, "reuse_key": False},
+        "secret_props": {"contentType": "application/x-pkcs12"},
+        "x509_props": {"subject": f"CN={host}", "sans": {"dns_names": [host]}, "validity_months": 3},
+        "lifetime_actions": [{"trigger": {"days_before_expiry": 30}, "action": {"action_type": "EmailContacts"}}],
+    }
+
+
+class _HookReceiver:
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.received.append({"headers": dict(self.headers), "body": json.loads(body)})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/deploy-hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _versions(client: Any, name: str) -> list[str]:
+    return [p.version for p in client.list_properties_of_certificate_versions(name)]
+
+
+def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
+    import function_app
+    from ca_clients.local import create_ca_files
+    from devtools.azurite import running_azurite
+    from devtools.eventgrid_host import eventgrid_webhook
+    from devtools.pump import QueuePump
+    from emulator.testing import running_emulator
+    from renewal import settings
+    from renewal.config import parse_config
+    from renewal.replay import list_failures
+    from renewal.service import RenewalService
+
+    logging.basicConfig(level=logging.WARNING, format="  [log] %(message)s")
+    logging.getLogger("devtools.pump").setLevel(logging.ERROR)  # the pump's tracebacks repeat the ledger's reason
+    workdir = Path(tempfile.mkdtemp(prefix="renewal-demo-"))
+    with ExitStack() as stack:
+        console.rule("[bold]Key Vault certificate renewal: local demo")
+        kv = stack.enter_context(running_emulator(("kv-alpha", "kv-beta")))
+        console.print(f"Key Vault emulator: {kv.vault_urls}")
+        storage_server = stack.enter_context(running_azurite(workdir / "azurite"))
+        console.print(
+            f"Azurite (queues, table, blobs): {storage_server.connection_string.split('QueueEndpoint=')[1].split(';')[0]}"
+        )
+        ca = create_ca_files(workdir / "ca", common_name="Contoso Demo Issuing CA")
+        hook = _HookReceiver()
+        stack.callback(hook.close)
+
+        issuers: list[dict[str, Any]] = [
+            {
+                "name": "corp-local",
+                "type": "local",
+                "ca_certificate": str(ca["ca_certificate"]),
+                "ca_key": {"file": str(ca["ca_key"])},
+                "chain": str(ca["chain"]),
+                "trust_anchors": [str(ca["root"])],
+            },
+            {
+                "name": "partner-ca",
+                "type": "local",
+                "ca_certificate": str(ca["ca_certificate"]),
+                "ca_key": {"setting": "PARTNER_CA_KEY"},
+            },
+        ]
+        default_issuer = "corp-local"
+        if acme:
+            from devtools.pebble import running_pebble
+
+            pebble = stack.enter_context(running_pebble(workdir / "pebble"))
+            issuers.append(pebble.issuer_section("pebble-acme"))
+            default_issuer = "pebble-acme"
+            console.print(f"pebble ACME directory: {pebble.directory_url} (validation via dns-01)")
+        config = parse_config(
+            {
+                "vaults": [{"name": n, "url": u} for n, u in kv.vault_urls.items()],
+                "issuers": issuers,
+                "routes": [{"issuer": "partner-ca", "match": "partner-*"}],
+                "default_issuer": default_issuer,
+                "deployers": [
+                    {
+                        "type": "webhook",
+                        "name": "release-pipeline",
+                        "url": hook.url,
+                        "signing_key": {"setting": "DEPLOY_HOOK_KEY"},
+                        "allow_private_addresses": True,
+                    }
+                ],
+            }
+        )
+        environ = {
+            **storage_server.env(),
+            settings.KEYVAULT_CREDENTIAL.name: "emulator",
+            settings.KEYVAULT_CA_BUNDLE.name: kv.ca_bundle,
+            "DEPLOY_HOOK_KEY": os.urandom(16).hex(),
+        }
+        service = RenewalService(
+            config, environ=environ, clock=lambda: dt.datetime.fromtimestamp(kv.admin.now(), dt.UTC)
+        )
+        function_app._service = service
+
+        client = kv.certificate_client("kv-alpha")
+        now = int(kv.admin.now())
+        for name, (days_left, lifetime, _why) in DEMO_CERTS.items():
+            kv.admin.seed(
+                "kv-alpha",
+                certificates=[{"name": name}],
+                policy=_policy(name),
+                not_before=int(now - (lifetime - days_left) * DAY),
+                expires=int(now + days_left * DAY),
+            )
+        before = {name: client.get_certificate(name).properties for name in DEMO_CERTS}
+
+        seeded = Table(title="kv-alpha before")
+        for column in ("certificate", "version", "expires", "scenario"):
+            seeded.add_column(column)
+        for name, props in before.items():
+            seeded.add_row(name, props.version[:12], f"{props.expires_on:%Y-%m-%d}", DEMO_CERTS[name][2])
+        console.print(seeded)
+
+        console.rule("1. Key Vault publishes CertificateNearExpiry through Event Grid")
+        with eventgrid_webhook(function_app.on_certificate_event) as (url, delivered):
+            kv.admin.subscribe(
+                "kv-alpha", "renewal-func", url, event_types=["Microsoft.KeyVault.CertificateNearExpiry"]
+            )
+            kv.admin.scan_expiry()
+            kv.admin.flush_events()
+        for line in delivered:
+            console.print(f"  delivered to on_certificate_event: {line}")
+
+        console.rule("2. The nightly sweep (timer) finds what events missed")
+        from azure.functions.timer import TimerRequest
+
+        report = service.sweep(dry_run=True, collect_all=True)
+        function_app.nightly_sweep(TimerRequest(past_due=False))
+        for entry in report.due:
+            console.print(f"  due: {entry.vault}/{entry.name}: {entry.decision.reason}")
+
+        console.rule("3. renewal_worker drains renewal-jobs (as the host: base64, dequeue count, poison)")
+        jobs = QueuePump(service.storage, settings.JOBS_QUEUE, function_app.renewal_worker, concurrency=4)
+        stats = jobs.run_until_idle(timeout=120, wait_for_delayed=True)
+        console.print(f"  handled {stats.processed}, failed deliveries {stats.failed}, poisoned {stats.poisoned}")
+        notices = QueuePump(service.storage, settings.DEPLOYMENTS_QUEUE, function_app.deploy_notifier)
+        notices.run_until_idle(timeout=60)
+
+        console.rule("4. Result")
+        after = Table(title="kv-alpha after")
+        for column in ("certificate", "before", "after", "expires now", "versions"):
+            after.add_column(column)
+        for name, old in before.items():
+            new = client.get_certificate(name).properties
+            changed = new.version != old.version
+            after.add_row(
+                name,
+                old.version[:12],
+                (f"[green]{new.version[:12]}[/]" if changed else "unchanged"),
+                f"{new.expires_on:%Y-%m-%d}",
+                str(len(_versions(client, name))),
+            )
+        console.print(after)
+
+        from cryptography import x509
+
+        renewed = client.get_certificate("web-frontend")
+        leaf = x509.load_der_x509_certificate(renewed.cer)
+        row = service.ledger.history("kv-alpha", "web-frontend")[0]
+        console.print(
+            Panel.fit(
+                f"leaf    {leaf.subject.rfc4514_string()}  (issued by {leaf.issuer.rfc4514_string()})\n"
+                f"valid   {leaf.not_valid_before_utc:%Y-%m-%d} .. {leaf.not_valid_after_utc:%Y-%m-%d}\n"
+                f"chain   merged leaf -> Contoso Demo Issuing CA -> Contoso Demo Issuing CA Root\n"
+                f"ledger  state={row.state} issuer={row.issuer} request={row.request_id[:12]} attempts={row.attempts}",
+                title="web-frontend: the new version",
+            )
+        )
+        for item in hook.received:
+            headers = {k.lower(): v for k, v in item["headers"].items()}
+            console.print(
+                Panel.fit(
+                    json.dumps(item["body"]["data"], indent=2)
+                    + f"\nX-Renewal-Signature: {headers.get('x-renewal-signature')}",
+                    title="notice received by the release-pipeline web hook",
+                )
+            )
+        failures = list_failures(service)
+        poison = Table(title="renewal-jobs-poison (replay with: python -m renewal replay)")
+        for column in ("certificate", "reason"):
+            poison.add_column(column)
+        for failure in failures.jobs:
+            poison.add_row(f"{failure.vault}/{failure.name}", failure.reason)
+        console.print(poison)
+        secret_reads = {k: v for k, v in kv.admin.counters().items() if "secret" in k and v}
+        console.print(f"secrets API calls on certificate vaults: {sum(secret_reads.values())}")
+
+        ok = (
+            client.get_certificate("web-frontend").properties.version != before["web-frontend"].version
+            and client.get_certificate("legacy-api").properties.version != before["legacy-api"].version
+            and client.get_certificate("healthy-app").properties.version == before["healthy-app"].version
+            and [f.name for f in failures.jobs] == ["partner-billing"]
+            and len(hook.received) == 2
+            and not secret_reads
+        )
+        console.rule("[green]demo finished as expected" if ok else "[red]demo did not go as expected")
+        if keep:
+            console.print(f"left running; state in {workdir}. Press Ctrl+C to stop.")
+            threading.Event().wait()
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if ok else 1
