@@ -92,9 +92,8 @@ def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
         kv = stack.enter_context(running_emulator(("kv-alpha", "kv-beta")))
         console.print(f"Key Vault emulator: {kv.vault_urls}")
         storage_server = stack.enter_context(running_azurite(workdir / "azurite"))
-        console.print(
-            f"Azurite (queues, table, blobs): {storage_server.connection_string.split('QueueEndpoint=')[1].split(';')[0]}"
-        )
+        queue_endpoint = storage_server.connection_string.split("QueueEndpoint=")[1].split(";")[0]
+        console.print(f"Azurite (queues, table, blobs): {queue_endpoint}")
         ca = create_ca_files(workdir / "ca", common_name="Contoso Demo Issuing CA")
         hook = _HookReceiver()
         stack.callback(hook.close)
