@@ -140,12 +140,10 @@ class ADCSClient:
     def __repr__(self) -> str:  # never show credentials
         return f"ADCSClient(name={self.name!r}, url={self._config.url!r}, template={self._config.template!r})"
 
-    def _call(self, method: str, page: str, **kwargs: Any) -> requests.Response:
+    def _call(self, session: requests.Session, method: str, page: str, **kwargs: Any) -> requests.Response:
         page_name = page.split("?")[0]
         try:
-            # One session per operation: NTLM and Kerberos authenticate a connection, not a request.
-            with requests.Session() as session, tls_files(self._ca_bundle_pem, None) as (verify, _cert):
-                session.auth = self._auth
+            with tls_files(self._ca_bundle_pem, None) as (verify, _cert):
                 response = session.request(
                     method,
                     f"{self._config.url}/{page}",
@@ -184,7 +182,7 @@ class ADCSClient:
             f"AD CS request {req_id} is pending: {message}",
         )
 
-    def _submit(self, request: SignRequest) -> int:
+    def _submit(self, session: requests.Session, request: SignRequest) -> int:
         attributes = "\r\n".join([f"CertificateTemplate:{self._config.template}", *self._config.extra_attributes])
         form = {
             "Mode": "newreq",
@@ -194,7 +192,7 @@ class ADCSClient:
             "TargetStoreFlags": "0",
             "SaveCert": "yes",
         }
-        page = self._call("POST", "certfnsh.asp", data=form).text
+        page = self._call(session, "POST", "certfnsh.asp", data=form).text
         issued = _ISSUED.search(page)
         if issued:
             return int(issued.group(1))
@@ -210,9 +208,9 @@ class ADCSClient:
             f"AD CS certfnsh.asp answer has no recognisable disposition: {_page_text(page)[:200]}", issuer=self.name
         )
 
-    def _check_issued(self, req_id: int) -> None:
+    def _check_issued(self, session: requests.Session, req_id: int) -> None:
         """Polls a pending request; returns when it is issued."""
-        response = self._call("GET", f"certnew.cer?ReqID={req_id}&Enc=b64")
+        response = self._call(session, "GET", f"certnew.cer?ReqID={req_id}&Enc=b64")
         if response.headers.get("Content-Type", "").split(";")[0].strip().lower() == "application/pkix-cert":
             return
         found = _RETRIEVE_DISPOSITION.search(response.text)
@@ -227,8 +225,8 @@ class ADCSClient:
             raise self._pending(req_id, message)
         raise PermanentCAError(f"AD CS request {req_id} was not issued: {message}", issuer=self.name)
 
-    def _chain(self, req_id: int, request: SignRequest) -> IssuedChain:
-        response = self._call("GET", f"certnew.p7b?ReqID={req_id}&Enc=b64")
+    def _chain(self, session: requests.Session, req_id: int, request: SignRequest) -> IssuedChain:
+        response = self._call(session, "GET", f"certnew.p7b?ReqID={req_id}&Enc=b64")
         try:
             certs = parse_pkcs7_or_cert(response.content)
         except ValueError:
@@ -240,12 +238,16 @@ class ADCSClient:
 
     def sign(self, request: SignRequest) -> IssuedChain:
         ticket = request.ticket or {}
-        if "req_id" in ticket:
-            req_id = int(ticket["req_id"])
-            self._check_issued(req_id)
-        else:
-            req_id = self._submit(request)
-        return self._chain(req_id, request)
+        # One session per operation: NTLM and Kerberos authenticate a connection, so the submission
+        # and the chain download share one handshake.
+        with requests.Session() as session:
+            session.auth = self._auth
+            if "req_id" in ticket:
+                req_id = int(ticket["req_id"])
+                self._check_issued(session, req_id)
+            else:
+                req_id = self._submit(session, request)
+            return self._chain(session, req_id, request)
 
 
 def build(name: str, config: Config, context: ClientContext) -> ADCSClient:

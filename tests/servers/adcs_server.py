@@ -169,6 +169,7 @@ class ADCSServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in separate writes
             ntlm: Any = None  # per connection: NTLM authenticates the connection
 
             def log_message(self, *args: Any) -> None:
