@@ -131,8 +131,18 @@ class _Handler(BaseHTTPRequestHandler):
             raise ServiceError(400, "BadParameter", "Invalid Content-Length header.") from None
         if length < 0 or length > MAX_BODY:
             self.close_connection = True  # the unread body would otherwise be parsed as the next request
+            self._discard(length)
             raise ServiceError(413, "RequestBodyTooLarge", f"The request body exceeds {MAX_BODY} bytes.")
         return self.rfile.read(length) if length else b""
+
+    def _discard(self, length: int) -> None:
+        """Read (up to 64 MiB of) an oversized body so the client gets the 413 instead of a reset."""
+        remaining = min(length, 64 * 1024 * 1024)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 65536))
+            if not chunk:
+                break
+            remaining -= len(chunk)
 
     def _service(self, path: str, query: dict[str, str], body: bytes, extra: dict[str, str]) -> Result:
         auth.check(self.headers.get("Authorization"))

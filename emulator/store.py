@@ -191,8 +191,8 @@ def vaults_from_json(data: dict[str, Any]) -> tuple[dict[str, Vault], float]:
     vaults = {}
     for name, raw in data.get("vaults", {}).items():
         vault = Vault(name)
-        vault.certificates = {c["name"]: c for c in (_cert_from_json(x) for x in raw["certificates"])}
-        vault.deleted = {c["name"]: c for c in (_cert_from_json(x) for x in raw["deleted"])}
+        vault.certificates = {c.name: c for c in (_cert_from_json(x) for x in raw["certificates"])}
+        vault.deleted = {c.name: c for c in (_cert_from_json(x) for x in raw["deleted"])}
         vault.subscriptions = {s["name"]: Subscription(**s) for s in raw["subscriptions"]}
         vault.fired = {tuple(f) for f in raw["fired"]}  # type: ignore[misc]
         vaults[name] = vault
