@@ -90,6 +90,11 @@ class QueuePump:
         deadline = time.monotonic() + timeout
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="pump") as pool:
             while True:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"{self.queue_name} not idle after {timeout}s (stats so far: {self._stats}, "
+                        f"retries pending: {len(self._retry_due)})"
+                    )
                 batch = list(
                     self._queue.receive_messages(
                         messages_per_page=self.concurrency,
@@ -104,11 +109,6 @@ class QueuePump:
                     continue
                 if self._idle(wait_for_delayed):
                     return self._stats
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"{self.queue_name} not idle after {timeout}s (stats so far: {self._stats}, "
-                        f"retries pending: {len(self._retry_due)})"
-                    )
                 time.sleep(self.poll_interval)
 
     # -- internals -----------------------------------------------------------------------------------

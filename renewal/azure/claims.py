@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from .. import settings
 from ..model import utcnow
+from ..observability import log_event
 from .storage import StorageEndpoints
 
 log = logging.getLogger("renewal.azure.claims")
@@ -122,7 +123,7 @@ class BlobClaimStore:
                 except HttpResponseError as exc:
                     # Normally: broken by a claimant that saw the previous (lapsed) metadata; it holds the
                     # claim now. Otherwise give the lease back so nobody waits for it.
-                    log.info("claim.lost_before_write", extra={"blob": blob.blob_name, "status": exc.status_code})
+                    log_event(log, "claim.lost_before_write", blob=blob.blob_name, status=exc.status_code)
                     try:
                         lease.release()
                     except HttpResponseError:
@@ -164,7 +165,7 @@ class BlobClaimStore:
             # 412: the holder wrote fresh metadata since we looked; 409: no lease left to break. Look again.
             if exc.status_code not in (409, 412):
                 raise
-        log.info("claim.lapsed_taken_over", extra={"blob": blob.blob_name, "previous": props.metadata.get("holder")})
+        log_event(log, "claim.lapsed_taken_over", blob=blob.blob_name, previous=props.metadata.get("holder"))
         return True
 
     def _release(self, blob: Any, lease: Any, vault: str, name: str) -> None:
@@ -175,7 +176,9 @@ class BlobClaimStore:
             lease.release()
         except HttpResponseError as exc:
             # Our claim lapsed and another worker took it over: nothing of ours to release.
-            log.warning("claim.release_lost", extra={"vault": vault, "certificate": name, "status": exc.status_code})
+            log_event(
+                log, "claim.release_lost", level=logging.WARNING, vault=vault, certificate=name, status=exc.status_code
+            )
 
 
 def _expiry(metadata: dict[str, str]) -> dt.datetime:

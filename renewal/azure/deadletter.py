@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import settings
+from ..observability import log_event
 from .storage import StorageEndpoints
 
 log = logging.getLogger("renewal.azure.deadletter")
@@ -114,5 +115,5 @@ class DeadLetterStore:
             self._container.delete_blob(blob_name)
         except ResourceNotFoundError:
             return False
-        log.info("deadletter.removed", extra={"blob": blob_name})
+        log_event(log, "deadletter.removed", blob=blob_name)
         return True

@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import settings
 from ..model import DeploymentNotice, RenewalJob
+from ..observability import log_event
 from .storage import StorageEndpoints
 
 log = logging.getLogger("renewal.azure.queues")
@@ -127,11 +128,13 @@ class PoisonQueues:
 
     @staticmethod
     def _release(client: Any, messages: Collection[Any]) -> None:
+        from azure.core.exceptions import AzureError
+
         for msg in messages:
             try:
                 client.update_message(msg, visibility_timeout=0)
-            except Exception:  # the hold lapses by itself after POISON_HOLD_SECONDS
-                log.warning("poison.release_failed", extra={"message_id": msg.id}, exc_info=True)
+            except AzureError as exc:  # the hold lapses by itself after POISON_HOLD_SECONDS
+                log_event(log, "poison.release_failed", level=logging.WARNING, message_id=msg.id, error=repr(exc))
 
     def list_poison(self, queue_name: str = settings.JOBS_QUEUE, *, limit: int = 5000) -> list[PoisonMessage]:
         """Every message in the poison queue, oldest first, left in place.
@@ -182,5 +185,5 @@ class PoisonQueues:
                 moved += 1
         finally:
             self._release(poison, untouched.values())
-        log.info("poison.requeued", extra={"queue": main, "moved": moved})
+        log_event(log, "poison.requeued", queue=main, moved=moved)
         return moved

@@ -117,3 +117,10 @@ def test_timeout_when_never_idle(storage: StorageEndpoints) -> None:
     StorageJobQueue(storage).enqueue(job("slow"), delay=dt.timedelta(hours=1))
     with pytest.raises(TimeoutError, match="not idle"):
         QueuePump(storage, JOBS, lambda m: None).run_until_idle(timeout=0.3, wait_for_delayed=True)
+
+
+def test_timeout_bounds_a_handler_that_keeps_feeding_the_queue(storage: StorageEndpoints) -> None:
+    queue = StorageJobQueue(storage)
+    queue.enqueue(job("loop"))
+    with pytest.raises(TimeoutError):
+        QueuePump(storage, JOBS, lambda m: queue.enqueue(job("loop"))).run_until_idle(timeout=0.5)
