@@ -1,0 +1,16 @@
+"""The configuration shown in README.md is a valid document (docs stay true to the code)."""
+
+import re
+from pathlib import Path
+
+from renewal.config import parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_configuration_example_is_valid():
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```json\n(.*?)```", text, flags=re.S)
+    assert blocks, "README.md shows a JSON configuration"
+    config = parse_config(blocks[0], source="README.md")
+    assert {i["name"] for i in config.issuers} == {"corp-pki", "corp-acme"}
