@@ -1,0 +1,107 @@
+"""Deployers over real sockets: the Event Grid topic publisher (real azure-eventgrid SDK) and web hook rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from renewal.azure.deployers import DeliveryRefused, EventGridDeployer, WebhookDeployer, check_target
+from renewal.config import EventGridDeployerConfig, WebhookDeployerConfig
+from renewal.deploy import DeliveryFailed, deliver_notice
+from renewal.model import DeploymentNotice
+from tests.ca_support import DictSecretResolver
+
+NOTICE = DeploymentNotice(
+    vault="kv-alpha",
+    name="web",
+    new_version="v2",
+    old_version="v1",
+    certificate_id="https://kv-alpha.vault.azure.net/certificates/web/v2",
+    thumbprint_sha1="ab" * 20,
+    not_before=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    not_after=dt.datetime(2026, 4, 1, tzinfo=dt.UTC),
+    issuer="corp-local",
+    request_id="r1",
+)
+
+
+@pytest.fixture
+def topic():
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append((dict(self.headers), json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api/events", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_event_grid_topic_receives_a_cloud_event_with_a_stable_id(topic):
+    url, received = topic
+    config = EventGridDeployerConfig(type="eventgrid", name="topic", endpoint=url, access_key={"setting": "TOPIC_KEY"})
+    deployer = EventGridDeployer(config, DictSecretResolver({"TOPIC_KEY": "topic-key-canary"}), lambda: None)
+    deliver_notice(NOTICE, [deployer])
+    deliver_notice(NOTICE, [deployer])  # at least once: the receiver de-duplicates by id
+    (headers, events1), (_, events2) = received
+    assert {k.lower(): v for k, v in headers.items()}["aeg-sas-key"] == "topic-key-canary"
+    event = events1[0]
+    assert event["type"] == "Renewal.CertificateVersionDeployed" and event["specversion"] == "1.0"
+    assert event["data"]["idempotency_key"] == "kv-alpha/web/v2"
+    assert event["id"] == events2[0]["id"]
+
+
+@pytest.mark.parametrize(
+    "address", ["169.254.169.254", "168.63.129.16", "fe80::1", "fd00:ec2::254", "0.0.0.0", "169.254.10.10"]
+)
+def test_link_local_and_metadata_targets_are_always_refused(address):
+    with pytest.raises(DeliveryRefused, match="link-local or metadata"):
+        check_target("http://hook.example/x", allow_private=True, resolve=lambda _h: [address])
+
+
+def test_private_targets_need_opt_in():
+    with pytest.raises(DeliveryRefused, match="allow_private_addresses"):
+        check_target("http://127.0.0.1:9/x", allow_private=False)
+    check_target("http://127.0.0.1:9/x", allow_private=True)
+    check_target("https://hook.example/x", allow_private=False, resolve=lambda _h: ["20.50.60.70"])
+
+
+def test_a_refused_or_failing_hook_fails_the_notice_so_the_queue_retries():
+    config = WebhookDeployerConfig(type="webhook", name="meta", url="http://169.254.169.254/latest")
+    with pytest.raises(DeliveryFailed, match="meta"):
+        deliver_notice(NOTICE, [WebhookDeployer(config, DictSecretResolver())])
+    closed = WebhookDeployerConfig(
+        type="webhook", name="down", url="http://127.0.0.1:9/hook", allow_private_addresses=True, timeout_seconds=2
+    )
+    with pytest.raises(DeliveryFailed, match="down"):
+        deliver_notice(NOTICE, [WebhookDeployer(closed, DictSecretResolver())])
+
+
+def test_deployers_apply_only_to_their_vault_and_names(topic):
+    url, received = topic
+    other = EventGridDeployerConfig(
+        type="eventgrid", name="t", endpoint=url, access_key={"setting": "K"}, vault="kv-beta"
+    )
+    names = EventGridDeployerConfig(
+        type="eventgrid", name="t2", endpoint=url, access_key={"setting": "K"}, match="api-*"
+    )
+    resolver = DictSecretResolver({"K": "k"})
+    assert (
+        deliver_notice(
+            NOTICE, [EventGridDeployer(other, resolver, lambda: None), EventGridDeployer(names, resolver, lambda: None)]
+        )
+        == []
+    )
+    assert received == []
