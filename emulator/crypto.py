@@ -136,6 +136,43 @@ def self_signed(key: PrivateKey, x509_props: dict[str, Any], not_before: int, ex
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
+def issued(
+    public_key: Any, x509_props: dict[str, Any], not_before: int, expires: int, ca_key: PrivateKey, ca_der: bytes
+) -> bytes:
+    """A leaf for ``public_key`` signed by a CA (used for seeded certificates: EC signing is fast)."""
+    ca = load_der(ca_der)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_subject(x509_props))
+        .issuer_name(ca.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(dt.datetime.fromtimestamp(not_before, dt.UTC))
+        .not_valid_after(dt.datetime.fromtimestamp(expires, dt.UTC))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    )
+    builder = _extensions(builder, x509_props, None)
+    return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def make_ca(common_name: str) -> tuple[PrivateKey, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=3650))
+        .not_valid_after(now + dt.timedelta(days=36500))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert.public_bytes(serialization.Encoding.DER)
+
+
 def build_csr(key: PrivateKey, x509_props: dict[str, Any]) -> bytes:
     builder = x509.CertificateSigningRequestBuilder().subject_name(_subject(x509_props))
     builder = _extensions(builder, x509_props, key)
