@@ -13,211 +13,54 @@ Each pebble object offers ``.directory_url``, ``.ca_bundle`` (the listener's TLS
 ``issuer_section(name)``: a complete ``type: acme`` registry section that issues for DNS names under
 ``*.example.test`` (any name resolves: challtestsrv serves every TXT record it is given). ACME only
 validates DNS names here, so CSRs with IP, email or URI SANs are refused with a PermanentCAError.
+
+The launcher itself lives in ``devtools/pebble.py`` (shared with ``make demo DEMO_ARGS=--acme`` and
+the benchmarks); this module turns it into fixtures that skip (or fail under CI) when pebble is missing.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
-import json
-import os
 import shutil
-import socket
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
 
-from tests.servers import free_port, port_open, unavailable, wait_until
+from devtools.pebble import (
+    CHALLTESTSRV,
+    DOMAIN,
+    EAB_EXAMPLE,
+    EAB_KEYS,
+    PEBBLE,
+    ChallTestSrv,
+    PebbleServer,
+    running_challtestsrv,
+    running_pebble_server,
+)
+from devtools.pebble import eab_keys as _eab_keys
+from devtools.pebble import write_tls_listener as _write_tls_listener  # noqa: F401 - used by ACME part tests
+from tests.servers import unavailable
 
-PEBBLE = "/usr/bin/pebble"
-CHALLTESTSRV = "/usr/bin/pebble-challtestsrv"
-EAB_EXAMPLE = Path("/usr/share/doc/pebble/examples/pebble-config-external-account-bindings.json")
-# Fallback if the doc example is absent (same values as the Debian example file).
-EAB_KEYS = {
-    "kid-1": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W",
-    "kid-2": "b10lLJs8l1GPIzsLP0s6pMt8O0XVGnfTaCeROxQM0BIt2XrJMDHJZBM5NuQmQJQH",
-}
-DOMAIN = "example.test"
-
-
-def _free_udp_tcp_port() -> int:
-    """A port free for both TCP and UDP (the mock DNS listens on both)."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free UDP+TCP port")
-
-
-def _write_tls_listener(directory: Path) -> Path:
-    """A throwaway CA and a localhost/127.0.0.1 server cert for pebble's HTTPS listeners."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pebble test listener CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    (directory / "tlsca.pem").write_bytes(ca.public_bytes(pem))
-    (directory / "cert.pem").write_bytes(cert.public_bytes(pem))
-    (directory / "key.pem").write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return directory / "tlsca.pem"
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-@dataclass
-class ChallTestSrv:
-    dns_port: int
-    management_port: int
-    log: Path
-
-    @property
-    def management_url(self) -> str:
-        return f"http://127.0.0.1:{self.management_port}"
-
-    @property
-    def nameserver(self) -> str:
-        return f"127.0.0.1:{self.dns_port}"
-
-    def txt(self, fqdn: str) -> list[str]:
-        """TXT values currently served for ``fqdn`` (asked over real DNS)."""
-        import dns.message
-        import dns.query
-        import dns.rdatatype
-
-        query = dns.message.make_query(fqdn.rstrip(".") + ".", dns.rdatatype.TXT)
-        answer = dns.query.udp(query, "127.0.0.1", port=self.dns_port, timeout=2)
-        return [b"".join(r.strings).decode() for rrset in answer.answer for r in rrset]
-
-
-@dataclass
-class PebbleServer:
-    port: int
-    management_port: int
-    ca_bundle: str
-    workdir: Path
-    challtestsrv: ChallTestSrv
-    eab_keys: dict[str, str] = field(default_factory=dict)
-    trust_anchor_pem: str = ""
-    alternate_root_pems: list[str] = field(default_factory=list)
-
-    domain = DOMAIN
-
-    @property
-    def directory_url(self) -> str:
-        return f"https://127.0.0.1:{self.port}/dir"
-
-    @property
-    def management_url(self) -> str:
-        return f"https://127.0.0.1:{self.management_port}"
-
-    def intermediate_pem(self, index: int = 0) -> str:
-        return requests.get(f"{self.management_url}/intermediates/{index}", verify=self.ca_bundle, timeout=5).text
-
-    def issuer_section(self, name: str, **overrides: Any) -> dict[str, Any]:
-        """A complete registry section (``type: acme``) for DNS names under ``*.example.test``.
-
-        Secrets are file references in this server's work dir, so a plain ``DictSecretResolver()``
-        resolves them; the account key file is created by the client on first use.
-        """
-        section: dict[str, Any] = {
-            "name": name,
-            "type": "acme",
-            "directory_url": self.directory_url,
-            "ca_bundle": self.ca_bundle,
-            "account_key": {"file": str(self.workdir / f"account-{name}.pem")},
-            "contact_email": "pki@example.test",
-            "dns": {"provider": "challtestsrv", "url": self.challtestsrv.management_url},
-            "propagation": {"nameservers": [self.challtestsrv.nameserver], "timeout_seconds": 20},
-            "validation_timeout_seconds": 30,
-            "finalize_wait_seconds": 10,
-        }
-        if self.eab_keys:
-            kid, key = next(iter(self.eab_keys.items()))
-            key_file = self.workdir / f"eab-{kid}.key"
-            key_file.write_text(key)
-            key_file.chmod(0o600)
-            section["eab_kid"] = kid
-            section["eab_hmac_key"] = {"file": str(key_file)}
-        section.update(overrides)
-        return section
+__all__ = [
+    "CHALLTESTSRV",
+    "DOMAIN",
+    "EAB_EXAMPLE",
+    "EAB_KEYS",
+    "PEBBLE",
+    "ChallTestSrv",
+    "PebbleServer",
+    "challtestsrv",
+    "pebble",
+    "pebble_eab",
+]
 
 
 @pytest.fixture(scope="session")
 def challtestsrv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChallTestSrv]:
     if not shutil.which(CHALLTESTSRV):
         unavailable("pebble-challtestsrv", f"{CHALLTESTSRV} not installed (apt-get install pebble)")
-    workdir = tmp_path_factory.mktemp("challtestsrv")
-    dns_port, mgmt_port = _free_udp_tcp_port(), free_port()
-    log = workdir / "challtestsrv.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                CHALLTESTSRV,
-                "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-                "-http01", "", "-https01", "", "-tlsalpn01", "",
-                "-dns01", f"127.0.0.1:{dns_port}",
-                "-management", f"127.0.0.1:{mgmt_port}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        wait_until(lambda: port_open(mgmt_port) and port_open(dns_port), timeout=15, what="pebble-challtestsrv")
-        yield ChallTestSrv(dns_port, mgmt_port, log)
-    finally:
-        _stop(proc)
+    with running_challtestsrv(tmp_path_factory.mktemp("challtestsrv")) as server:
+        yield server
 
 
 def _start_pebble(
@@ -225,60 +68,8 @@ def _start_pebble(
 ) -> Iterator[PebbleServer]:
     if not shutil.which(PEBBLE):
         unavailable("pebble", f"{PEBBLE} not installed (apt-get install pebble)")
-    ca_bundle = _write_tls_listener(workdir)
-    port, mgmt_port = free_port(), free_port()
-    config = {
-        "pebble": {
-            "listenAddress": f"127.0.0.1:{port}",
-            "managementListenAddress": f"127.0.0.1:{mgmt_port}",
-            "certificate": str(workdir / "cert.pem"),
-            "privateKey": str(workdir / "key.pem"),
-            # Ports pebble would dial for http-01/tls-alpn-01; unused (dns-01 only) but must be set.
-            "httpPort": free_port(),
-            "tlsPort": free_port(),
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": bool(eab_keys),
-            "externalAccountMACKeys": eab_keys or {},
-        }
-    }
-    (workdir / "pebble-config.json").write_text(json.dumps(config))
-    env = {
-        **os.environ,
-        "PEBBLE_VA_NOSLEEP": "1",
-        "PEBBLE_WFE_NONCEREJECT": "0",
-        "PEBBLE_AUTHZREUSE": "0",  # every order really validates (TXT records are exercised)
-        "PEBBLE_ALTERNATE_ROOTS": "1",
-    }
-    log = workdir / "pebble.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [PEBBLE, "-config", str(workdir / "pebble-config.json"), "-dnsserver", challtestsrv.nameserver],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=workdir,
-        )
-    try:
-        wait_until(lambda: port_open(port) and port_open(mgmt_port), timeout=20, what="pebble")
-        server = PebbleServer(port, mgmt_port, str(ca_bundle), workdir, challtestsrv, dict(eab_keys or {}))
-
-        def root(i: int) -> str:
-            r = requests.get(f"{server.management_url}/roots/{i}", verify=server.ca_bundle, timeout=5)
-            r.raise_for_status()
-            return r.text
-
-        server.trust_anchor_pem = root(0)
-        server.alternate_root_pems = [root(1)]
+    with running_pebble_server(workdir, challtestsrv, eab_keys=eab_keys) as server:
         yield server
-    finally:
-        _stop(proc)
-
-
-def _eab_keys() -> dict[str, str]:
-    try:
-        return dict(json.loads(EAB_EXAMPLE.read_text())["pebble"]["externalAccountMACKeys"])
-    except (OSError, KeyError, ValueError):
-        return dict(EAB_KEYS)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,333 @@
+"""pebble (ACME test CA) and pebble-challtestsrv (its mock DNS) on free loopback ports, outside pytest.
+
+``running_pebble(workdir)`` starts both and yields a :class:`PebbleServer` with ``.directory_url``,
+``.ca_bundle`` (the listener's TLS CA file), ``.trust_anchor_pem`` (pebble's root, regenerated on
+every start), ``.alternate_root_pems`` and ``issuer_section(name)``: a complete ``type: acme``
+registry section that validates with dns-01 through challtestsrv, which answers for any name
+(``*.example.test``, ``*.contoso.test``, ...). The test fixtures in ``tests/servers/pebble.py`` and
+``make demo DEMO_ARGS=--acme`` use the same launcher. Binaries come from the Debian ``pebble`` package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PEBBLE = "/usr/bin/pebble"
+CHALLTESTSRV = "/usr/bin/pebble-challtestsrv"
+EAB_EXAMPLE = Path("/usr/share/doc/pebble/examples/pebble-config-external-account-bindings.json")
+# Fallback if the doc example is absent (same values as the Debian example file).
+EAB_KEYS = {
+    "kid-1": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W",
+    "kid-2": "b10lLJs8l1GPIzsLP0s6pMt8O0XVGnfTaCeROxQM0BIt2XrJMDHJZBM5NuQmQJQH",
+}
+DOMAIN = "example.test"
+
+
+class PebbleNotInstalledError(RuntimeError):
+    """pebble or pebble-challtestsrv is missing (``apt-get install pebble``)."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float = 30.0, what: str = "server") -> None:
+    """Poll ``check`` until it is true; used only to wait for a started process to listen."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
+            last = exc
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not become ready in {timeout}s (last error: {last})")
+
+
+def free_udp_tcp_port() -> int:
+    """A port free for both TCP and UDP (the mock DNS listens on both)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free UDP+TCP port")
+
+
+def write_tls_listener(directory: Path) -> Path:
+    """A throwaway CA and a localhost/127.0.0.1 server cert for pebble's HTTPS listeners."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pebble test listener CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=7))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=7))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "tlsca.pem").write_bytes(ca.public_bytes(pem))
+    (directory / "cert.pem").write_bytes(cert.public_bytes(pem))
+    (directory / "key.pem").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return directory / "tlsca.pem"
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def eab_keys() -> dict[str, str]:
+    """The External Account Binding keys of the Debian example config (``kid-1``/``kid-2``)."""
+    try:
+        return dict(json.loads(EAB_EXAMPLE.read_text())["pebble"]["externalAccountMACKeys"])
+    except (OSError, KeyError, ValueError):
+        return dict(EAB_KEYS)
+
+
+@dataclass
+class ChallTestSrv:
+    dns_port: int
+    management_port: int
+    log: Path
+
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.management_port}"
+
+    @property
+    def nameserver(self) -> str:
+        return f"127.0.0.1:{self.dns_port}"
+
+    def txt(self, fqdn: str) -> list[str]:
+        """TXT values currently served for ``fqdn`` (asked over real DNS)."""
+        import dns.message
+        import dns.query
+        import dns.rdatatype
+
+        query = dns.message.make_query(fqdn.rstrip(".") + ".", dns.rdatatype.TXT)
+        answer = dns.query.udp(query, "127.0.0.1", port=self.dns_port, timeout=2)
+        return [b"".join(r.strings).decode() for rrset in answer.answer for r in rrset]
+
+
+@dataclass
+class PebbleServer:
+    port: int
+    management_port: int
+    ca_bundle: str
+    workdir: Path
+    challtestsrv: ChallTestSrv
+    eab_keys: dict[str, str] = field(default_factory=dict)
+    trust_anchor_pem: str = ""
+    alternate_root_pems: list[str] = field(default_factory=list)
+
+    domain = DOMAIN
+
+    @property
+    def directory_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/dir"
+
+    @property
+    def management_url(self) -> str:
+        return f"https://127.0.0.1:{self.management_port}"
+
+    def intermediate_pem(self, index: int = 0) -> str:
+        import requests
+
+        return requests.get(f"{self.management_url}/intermediates/{index}", verify=self.ca_bundle, timeout=5).text
+
+    def issuer_section(self, name: str, **overrides: Any) -> dict[str, Any]:
+        """A complete registry section (``type: acme``) validating DNS names with dns-01 via challtestsrv.
+
+        Secrets are file references in this server's work dir, so a plain ``DictSecretResolver()``
+        resolves them; the account key file is created by the client on first use. The trust anchor
+        is pebble's root of this run, so the flow verifies issued chains against it.
+        """
+        anchor = self.workdir / "pebble-root.pem"
+        if self.trust_anchor_pem and not anchor.exists():
+            anchor.write_text(self.trust_anchor_pem)
+        section: dict[str, Any] = {
+            "name": name,
+            "type": "acme",
+            "directory_url": self.directory_url,
+            "ca_bundle": self.ca_bundle,
+            "account_key": {"file": str(self.workdir / f"account-{name}.pem")},
+            "contact_email": "pki@example.test",
+            "dns": {"provider": "challtestsrv", "url": self.challtestsrv.management_url},
+            "propagation": {"nameservers": [self.challtestsrv.nameserver], "timeout_seconds": 20},
+            "validation_timeout_seconds": 30,
+            "finalize_wait_seconds": 10,
+        }
+        if self.trust_anchor_pem:
+            section["trust_anchors"] = [str(anchor)]
+        if self.eab_keys:
+            kid, key = next(iter(self.eab_keys.items()))
+            key_file = self.workdir / f"eab-{kid}.key"
+            key_file.write_text(key)
+            key_file.chmod(0o600)
+            section["eab_kid"] = kid
+            section["eab_hmac_key"] = {"file": str(key_file)}
+        section.update(overrides)
+        return section
+
+
+def _require(binary: str) -> None:
+    if not shutil.which(binary):
+        raise PebbleNotInstalledError(f"{binary} not installed (apt-get install pebble)")
+
+
+@contextlib.contextmanager
+def running_challtestsrv(workdir: str | os.PathLike[str]) -> Iterator[ChallTestSrv]:
+    """pebble-challtestsrv answering DNS (UDP+TCP) and its management API on free loopback ports."""
+    _require(CHALLTESTSRV)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    dns_port, mgmt_port = free_udp_tcp_port(), free_port()
+    log = workdir / "challtestsrv.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                CHALLTESTSRV,
+                "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+                "-http01", "", "-https01", "", "-tlsalpn01", "",
+                "-dns01", f"127.0.0.1:{dns_port}",
+                "-management", f"127.0.0.1:{mgmt_port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: port_open(mgmt_port) and port_open(dns_port), timeout=15, what="pebble-challtestsrv")
+        yield ChallTestSrv(dns_port, mgmt_port, log)
+    finally:
+        _stop(proc)
+
+
+@contextlib.contextmanager
+def running_pebble_server(
+    workdir: str | os.PathLike[str], challtestsrv: ChallTestSrv, *, eab_keys: dict[str, str] | None = None
+) -> Iterator[PebbleServer]:
+    """pebble with validation on, resolving dns-01 through ``challtestsrv``; authz reuse off (every order
+    validates), alternate roots on. With ``eab_keys`` External Account Binding is required."""
+    _require(PEBBLE)
+    workdir = Path(workdir)
+    ca_bundle = write_tls_listener(workdir)
+    port, mgmt_port = free_port(), free_port()
+    config = {
+        "pebble": {
+            "listenAddress": f"127.0.0.1:{port}",
+            "managementListenAddress": f"127.0.0.1:{mgmt_port}",
+            "certificate": str(workdir / "cert.pem"),
+            "privateKey": str(workdir / "key.pem"),
+            # Ports pebble would dial for http-01/tls-alpn-01; unused (dns-01 only) but must be set.
+            "httpPort": free_port(),
+            "tlsPort": free_port(),
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": bool(eab_keys),
+            "externalAccountMACKeys": eab_keys or {},
+        }
+    }
+    (workdir / "pebble-config.json").write_text(json.dumps(config))
+    env = {
+        **os.environ,
+        "PEBBLE_VA_NOSLEEP": "1",
+        "PEBBLE_WFE_NONCEREJECT": "0",
+        "PEBBLE_AUTHZREUSE": "0",  # every order really validates (TXT records are exercised)
+        "PEBBLE_ALTERNATE_ROOTS": "1",
+    }
+    log = workdir / "pebble.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [PEBBLE, "-config", str(workdir / "pebble-config.json"), "-dnsserver", challtestsrv.nameserver],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=workdir,
+        )
+    try:
+        import requests
+
+        wait_until(lambda: port_open(port) and port_open(mgmt_port), timeout=20, what="pebble")
+        server = PebbleServer(port, mgmt_port, str(ca_bundle), workdir, challtestsrv, dict(eab_keys or {}))
+
+        def root(i: int) -> str:
+            r = requests.get(f"{server.management_url}/roots/{i}", verify=server.ca_bundle, timeout=5)
+            r.raise_for_status()
+            return r.text
+
+        server.trust_anchor_pem = root(0)
+        server.alternate_root_pems = [root(1)]
+        yield server
+    finally:
+        _stop(proc)
+
+
+@contextlib.contextmanager
+def running_pebble(workdir: str | os.PathLike[str], *, eab: bool = False) -> Iterator[PebbleServer]:
+    """challtestsrv and pebble together, for the demo and benchmarks (state under ``workdir``)."""
+    workdir = Path(workdir)
+    with running_challtestsrv(workdir / "challtestsrv") as dns:
+        pebble_dir = workdir / "pebble"
+        pebble_dir.mkdir(parents=True, exist_ok=True)
+        with running_pebble_server(pebble_dir, dns, eab_keys=eab_keys() if eab else None) as server:
+            yield server
