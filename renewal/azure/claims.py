@@ -107,7 +107,7 @@ class BlobClaimStore:
     def _acquire(self, blob: Any, ttl: dt.timedelta) -> Any | None:
         from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-        for _attempt in range(_ATTEMPTS):
+        for attempt in range(_ATTEMPTS):
             lease = None
             try:
                 lease = blob.acquire_lease(lease_duration=-1)
@@ -130,7 +130,9 @@ class BlobClaimStore:
                         pass
                     return None
                 return lease
-            if not self._break_if_lapsed(blob):
+            # Every break must be followed by an acquire attempt of ours; otherwise breaking could leave a
+            # lapsed claim broken with nobody holding it. So the last attempt never breaks.
+            if attempt == _ATTEMPTS - 1 or not self._break_if_lapsed(blob):
                 return None
         return None
 
