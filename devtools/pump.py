@@ -105,7 +105,7 @@ class QueuePump:
                 if batch:
                     for msg in batch:
                         self._retry_due.pop(msg.id, None)
-                    list(pool.map(self._deliver, batch))  # the host fetches the next batch as this one drains
+                    list(pool.map(self._deliver, batch))  # simpler than the host, which refills at half a batch
                     continue
                 if self._idle(wait_for_delayed):
                     return self._stats

@@ -63,3 +63,19 @@ def test_ensure_resources_creates_everything_idempotently(azurite: AzuriteServer
 def test_env_pins_the_version_azurite_accepts(azurite: AzuriteServer) -> None:
     assert azurite.env()["RENEWAL_STORAGE_API_VERSION"] == API_VERSION
     assert f"QueueEndpoint=http://127.0.0.1:{azurite.queue_port}/devstoreaccount1" in azurite.connection_string
+
+
+def test_importing_the_adapters_loads_no_sdk() -> None:
+    """Cold start: SDKs load inside the factories, never at import time."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, renewal.azure.storage, renewal.azure.queues, renewal.azure.ledger, renewal.azure.claims, "
+        "renewal.azure.deadletter; print(sorted(m for m in sys.modules if m.split('.')[0] in ('azure', 'requests')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2]
+    )
+    assert out.stdout.strip() == "[]"
