@@ -32,6 +32,7 @@ class Emulator:
         self.service = CertificateService(self.clock, self.events, on_change=self.mark_dirty)
         self.base_urls: dict[str, str] = {}
         self._dirty = False
+        self._scan_lock = threading.Lock()  # a clock move and its scan are one step for the background tick
         self._stop = threading.Event()
         self._background = threading.Thread(target=self._tick, daemon=True, name="emulator-tick")
         self._background.start()
@@ -53,6 +54,10 @@ class Emulator:
         self.mark_dirty()
 
     def scan_expiry(self) -> int:
+        with self._scan_lock:
+            return self._scan()
+
+    def _scan(self) -> int:
         fired = 0
         for name, vault in list(self.vaults.items()):
             if name in self.base_urls:
@@ -61,9 +66,10 @@ class Emulator:
 
     def advance_clock(self, seconds: float) -> int:
         """Move the clock forward and publish the NearExpiry/Expired events that became due."""
-        self.clock.advance(seconds)
-        self.mark_dirty()
-        return self.scan_expiry()
+        with self._scan_lock:
+            self.clock.advance(seconds)
+            self.mark_dirty()
+            return self._scan()
 
     def save(self) -> None:
         if self.state_path is not None:
