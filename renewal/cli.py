@@ -1,4 +1,4 @@
-"""Operator CLI: ``python -m renewal sweep|renew|replay|status|check-config|demo``.
+"""Operator CLI: ``python -m renewal sweep|renew|replay|status|report|adopt|import|check-config|demo``.
 
 Exit codes scripts can rely on: 0 success, 1 the work failed (or failures exist, for ``replay --list``),
 2 bad configuration or arguments, 3 the named vault or certificate does not exist.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -21,12 +23,17 @@ err = Console(stderr=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_NOT_FOUND = 0, 1, 2, 3
 
+service_factory: Callable[[], Any] | None = None
+"""Builds the service the commands use; None means ``RenewalService.from_environment()`` (tests replace it)."""
+
 
 def _service() -> Any:
     from .config import ConfigError
     from .service import RenewalService
 
     try:
+        if service_factory is not None:
+            return service_factory()
         return RenewalService.from_environment()
     except ConfigError as exc:
         err.print(f"[red]{exc}[/red]")
@@ -181,6 +188,152 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             (row["error"] or "")[:80],
         )
     console.print(recent)
+
+
+@app.command()
+def report(
+    output_format: Annotated[str, typer.Option("--format", help="table, json or html.")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", help="Write the report to this file.")] = None,
+    vault: Annotated[list[str] | None, typer.Option("--vault", help="Only these vaults.")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=256, help="Concurrent certificate reads.")] = 32,
+) -> None:
+    """Inventory and compliance report of every configured vault; exit 1 when any finding is an error."""
+    from .estate_report import build_report
+
+    if output_format not in ("table", "json", "html"):
+        err.print(f"[red]--format: unknown format {output_format!r} (table, json or html)[/red]")
+        raise typer.Exit(EXIT_CONFIG)
+    service = _service()
+    unknown = [v for v in vault or [] if service.config.vault(v) is None]
+    if unknown:
+        err.print(f"[red]--vault: not configured: {', '.join(unknown)}[/red]")
+        raise typer.Exit(EXIT_NOT_FOUND)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
+    ) as progress:
+        task = progress.add_task("reading vaults", total=None)
+        counted = {"n": 0}
+
+        def tick(_vault: str, n: int) -> None:
+            counted["n"] += n
+            if counted["n"] % 100 == 0:
+                progress.update(task, description=f"read {counted['n']} certificates")
+
+        estate = build_report(service, vaults=vault, max_workers=workers, progress=tick)
+    if output_format == "json":
+        text = estate.to_json()
+    elif output_format == "html":
+        text = estate.to_html()
+    else:
+        text = None
+    if text is not None:
+        if output is not None:
+            output.write_text(text, encoding="utf-8")
+            err.print(f"wrote {output_format} report to {output}")
+        else:
+            typer.echo(text)
+    else:
+        table = Table(title=f"certificate estate at {_when(estate.inventory.generated_at)}")
+        for column in ("certificate", "issuer", "expires", "renew at", "last renewal", "findings"):
+            table.add_column(column)
+        for entry in estate.inventory.entries:
+            findings = estate.by_certificate.get(entry.key, [])
+            last = entry.last_renewal
+            table.add_row(
+                entry.key,
+                entry.issuer or f"[red]{entry.route_problem}[/red]",
+                _when(entry.expires_on),
+                ("[bold red]due[/] " if entry.decision.due else "") + _when(entry.decision.renew_at),
+                f"{last.state} {_when(last.updated_at)}" if last else "-",
+                "\n".join(
+                    f"[{'red' if f.severity == 'error' else 'yellow'}]{f.rule}[/]: {f.message}" for f in findings
+                ),
+            )
+        target = Console(file=output.open("w", encoding="utf-8"), width=200) if output is not None else console
+        target.print(table)
+        summary = estate.summary()
+        target.print(
+            f"{summary['certificates']} certificates, {summary['due']} due, {summary['errors']} error(s), "
+            f"{summary['warnings']} warning(s) in {summary['elapsed_seconds']}s"
+        )
+        if output is not None:
+            target.file.close()
+    for problem in estate.inventory.errors:
+        err.print(f"[red]error[/red] {problem}")
+    raise typer.Exit(EXIT_FAILED if estate.failed else EXIT_OK)
+
+
+@app.command()
+def adopt(
+    vault: str,
+    name: str,
+    issuer: Annotated[str, typer.Option("--issuer", help="The configured issuer that will renew it.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the changes, make none.")] = False,
+) -> None:
+    """Bring an existing certificate under management: issuer tag, Unknown issuer, EmailContacts trigger."""
+    from .adoption import AdoptionRefused
+    from .adoption import adopt as run_adopt
+
+    service = _service()
+    try:
+        result = run_adopt(service, vault, name, issuer=issuer, dry_run=dry_run)
+    except AdoptionRefused as exc:
+        err.print(f"[red]not adopted[/red]: {exc}")
+        missing = str(exc).startswith(("vault:", "name:"))
+        raise typer.Exit(EXIT_NOT_FOUND if missing else EXIT_FAILED) from None
+    if not result.changes:
+        console.print(f"{vault}/{name} is already managed by {issuer}: nothing to change")
+        return
+    verb = "would change" if dry_run else "changed"
+    console.print(f"{vault}/{name} (version {result.version}) {verb}:")
+    for change in result.changes:
+        console.print(f"  {change}", markup=False)
+
+
+@app.command("import")
+def import_certificate(
+    vault: str,
+    name: str,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="PFX or PEM file.")],
+    password_setting: Annotated[
+        str | None, typer.Option("--password-setting", help="Environment variable holding the PFX password.")
+    ] = None,
+    allow_incomplete_chain: Annotated[
+        bool, typer.Option("--allow-incomplete-chain", help="Import a leaf without its intermediates.")
+    ] = False,
+    issuer: Annotated[str | None, typer.Option("--issuer", help="Tag the certificate for this issuer.")] = None,
+) -> None:
+    """Import a PFX/PEM after checking its chain, key and validity against the compliance rules."""
+    import os
+
+    from .adoption import ImportRefused, import_file
+
+    password = None
+    if password_setting:
+        password = os.environ.get(password_setting)
+        if password is None:
+            err.print(f"[red]--password-setting: environment variable {password_setting} is not set[/red]")
+            raise typer.Exit(EXIT_CONFIG)
+    service = _service()
+    try:
+        result = import_file(
+            service,
+            vault,
+            name,
+            file.read_bytes(),
+            password=password,
+            allow_incomplete_chain=allow_incomplete_chain,
+            issuer=issuer,
+        )
+    except ImportRefused as exc:
+        err.print(f"[red]refused[/red]: {exc}", markup=True)
+        for finding in exc.findings:
+            err.print(f"  {finding.severity} {finding.rule}: {finding.message}", markup=False)
+        raise typer.Exit(EXIT_NOT_FOUND if str(exc).startswith("vault:") else EXIT_FAILED) from None
+    console.print(
+        f"imported {vault}/{name} version {result.version} from {result.format.upper()} "
+        f"(chain of {result.chain_length})"
+    )
 
 
 @app.command()

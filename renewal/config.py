@@ -114,6 +114,18 @@ class Defaults(_Strict):
     keyvault_throttle_retries: int = Field(default=5, ge=0, le=10)
 
 
+class ComplianceConfig(_Strict):
+    """Thresholds of the compliance report (``python -m renewal report``) and of ``import``."""
+
+    min_rsa_bits: int = Field(default=2048, ge=1024)
+    min_ec_curve: Literal["P-256", "P-384", "P-521"] = "P-256"
+    max_validity_days: int = Field(default=398, ge=1)
+    forbid_exportable: bool = False
+    forbid_sha1: bool = True
+    known_intermediates: list[str] = Field(default_factory=list)
+    """PEM text or file paths of intermediate CA certificates clients are known to be given."""
+
+
 class RenewalConfig(_Strict):
     vaults: list[VaultConfig] = Field(min_length=1)
     issuers: list[dict[str, Any]] = Field(min_length=1)
@@ -121,6 +133,7 @@ class RenewalConfig(_Strict):
     default_issuer: str | None = None
     deployers: list[DeployerConfig] = Field(default_factory=list)
     defaults: Defaults = Field(default_factory=Defaults)
+    compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
     configuration_vault: str | None = None
     """URL of the vault holding issuer credentials: the only vault the service reads secrets from."""
 

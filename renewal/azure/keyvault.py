@@ -272,6 +272,41 @@ class KeyVaultCertificateStore:
             lambda: self._client.update_certificate_properties(name, version, tags=tags),
         )
 
+    def update_policy(self, name: str, policy: PolicySpec) -> PolicySpec:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        sdk_policy = policy_to_sdk(policy)
+        try:
+            updated = self._call(
+                "update_policy", lambda: self._client.update_certificate_policy(name, sdk_policy)
+            )
+        except ResourceNotFoundError as exc:
+            raise CertificateGone(f"{self.vault}/{name}: certificate not found") from exc
+        return policy_from_sdk(updated)
+
+    def import_certificate(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        password: str | None = None,
+        policy: PolicySpec | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> CertificateVersion:
+        """Import a PFX or PEM (key + chain) through the certificates API. Operator CLI only: the
+        private key passes through the caller; the Functions app never imports."""
+        sdk_policy = policy_to_sdk(policy) if policy is not None else None
+        self._call(
+            "import",
+            lambda: self._client.import_certificate(
+                name, data, password=password, policy=sdk_policy, tags=tags or None
+            ),
+        )
+        current = self.get_current(name)
+        if current is None:
+            raise CertificateGone(f"{self.vault}/{name}: certificate vanished right after import")
+        return current
+
 
 def open_store(vault: str, url: str, credential: Any, *, connection_verify: str | None = None, **options: Any):
     from azure.keyvault.certificates import CertificateClient
