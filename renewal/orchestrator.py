@@ -144,6 +144,9 @@ class RenewalOrchestrator:
             if current is None:
                 self._log("renewal.gone", job, detail="certificate not found")
                 return RenewalOutcome("gone", "certificate not found")
+            finished = self._finish_interrupted(job, current, pending)
+            if finished is not None:
+                return finished
             if job.version and job.version != current.version and not job.force:
                 self._log("renewal.already_renewed", job, version=current.version)
                 return RenewalOutcome("already-renewed", f"version {current.version} is current now")
@@ -296,6 +299,43 @@ class RenewalOrchestrator:
         self.ledger.upsert(row)
         self._log("renewal.notified", job, version=merged.version, **fields)
         return RenewalOutcome("renewed", new_version=merged.version, request_id=op.request_id)
+
+    def _finish_interrupted(
+        self, job: RenewalJob, current: CertificateVersion, pending: PendingOperation | None
+    ) -> RenewalOutcome | None:
+        """A worker that died after merge (step 6) but before its notice (step 7) left the ledger row in
+        flight and the operation completed: the new version exists, so finish the bookkeeping and send the
+        one notice instead of losing it (the version is already current, so the job is no longer due)."""
+        if pending is None or pending.status.lower() != "completed" or not pending.request_id:
+            return None
+        row = self.ledger.get(job.vault, job.name, pending.request_id)
+        if row is None or row.state in ("notified", "failed", "rejected"):
+            return None
+        if (row.new_version or current.version) != current.version or current.version == row.old_version:
+            return None
+        if row.state != "merged":
+            row.state, row.new_version, row.error, row.updated_at = "merged", current.version, None, self.clock()
+            row.extra.pop("ticket", None)
+            self.ledger.upsert(row)
+        leaf = x509.load_der_x509_certificate(current.cer)
+        notice = DeploymentNotice(
+            vault=job.vault,
+            name=job.name,
+            new_version=current.version,
+            old_version=row.old_version,
+            certificate_id=current.id,
+            thumbprint_sha1=hashlib.sha1(current.cer).hexdigest(),  # noqa: S324 - x5t is SHA-1 by definition
+            not_before=leaf.not_valid_before_utc,
+            not_after=leaf.not_valid_after_utc,
+            issuer=row.issuer,
+            request_id=row.request_id,
+            occurred_at=self.clock(),
+        )
+        self.notices.enqueue(notice)
+        row.state, row.updated_at = "notified", self.clock()
+        self.ledger.upsert(row)
+        self._log("renewal.notified", job, version=current.version, request_id=row.request_id, detail="resumed")
+        return RenewalOutcome("renewed", "bookkeeping finished", new_version=current.version, request_id=row.request_id)
 
     def _follow_up_later(
         self, job: RenewalJob, row: LedgerRow, op: PendingOperation, issuer: str, pending: IssuancePending

@@ -18,7 +18,8 @@ from .policy import DueDecision, is_due
 from .ports import CertificateGone, CertificateStore, JobQueue, Ledger
 
 log = logging.getLogger("renewal.sweep")
-IN_FLIGHT_STATES = frozenset({"started", "submitted", "pending-at-ca", "retrying"})
+# "merged" too: a worker that died before its notice left that row; the re-driven job sends the notice.
+IN_FLIGHT_STATES = frozenset({"started", "submitted", "pending-at-ca", "retrying", "merged"})
 
 
 @dataclass(frozen=True)
