@@ -23,6 +23,10 @@ def service():
         from renewal.service import RenewalService
 
         _service = RenewalService.from_environment()
+        from renewal import metrics
+
+        metrics.configure(_service.environ)
+        metrics.watch_service(_service)
     return _service
 
 
@@ -126,3 +130,37 @@ def ops_status(req: func.HttpRequest) -> func.HttpResponse:
     from renewal.replay import status
 
     return _json(200, status(service()))
+
+
+# -- operator dashboard (HTML; renewal/dashboard renders it). Function keys locally, Entra ID in Azure. --
+def _dashboard(req: func.HttpRequest, view: str) -> func.HttpResponse:
+    import renewal.dashboard as dashboard
+
+    request = dashboard.DashboardRequest(
+        method=req.method,
+        url=req.url,
+        headers=dict(req.headers),
+        params=dict(req.params),
+        route=dict(req.route_params),
+        body=req.get_body() or b"",
+    )
+    page = getattr(dashboard, view)(service(), request)
+    return func.HttpResponse(page.body, status_code=page.status, headers=page.headers, mimetype=page.mimetype)
+
+
+@app.function_name("ops_dashboard")
+@app.route(route="ops/dashboard", methods=["GET"])
+def ops_dashboard(req: func.HttpRequest) -> func.HttpResponse:
+    return _dashboard(req, "overview")
+
+
+@app.function_name("ops_dashboard_certificate")
+@app.route(route="ops/dashboard/certificates/{vault}/{name}", methods=["GET"])
+def ops_dashboard_certificate(req: func.HttpRequest) -> func.HttpResponse:
+    return _dashboard(req, "certificate")
+
+
+@app.function_name("ops_dashboard_replay")
+@app.route(route="ops/dashboard/replay", methods=["POST"])
+def ops_dashboard_replay(req: func.HttpRequest) -> func.HttpResponse:
+    return _dashboard(req, "replay")

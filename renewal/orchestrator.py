@@ -30,6 +30,7 @@ from ca_clients import (
     TransientCAError,
 )
 
+from . import metrics
 from .config import RenewalConfig
 from .model import CertificateVersion, DeploymentNotice, PendingOperation, PolicySpec, RenewalJob, utcnow
 from .observability import log_event
@@ -242,7 +243,7 @@ class RenewalOrchestrator:
             self._fail(row, "failed", f"issuer {issuer_name} could not be set up: {exc}")
             raise RenewalFailed(row.error or "", permanent=True) from exc
         try:
-            issued = client.sign(request)  # step 4
+            issued = metrics.timed_sign(client, request, issuer_name)  # step 4
         except IssuancePending as pending:
             return self._follow_up_later(job, row, op, issuer_name, pending)
         except PermanentCAError as exc:
@@ -280,6 +281,7 @@ class RenewalOrchestrator:
         row.extra.pop("ticket", None)
         self.ledger.upsert(row)
         self._log("renewal.merged", job, version=merged.version, old_version=row.old_version, **fields)
+        metrics.renewal_merged(job, issuer_name, row.started_at, self.clock())
 
         notice = DeploymentNotice(  # step 7
             vault=job.vault,
@@ -357,6 +359,7 @@ class RenewalOrchestrator:
             enqueued_at=self.clock(),
         )
         self.jobs.enqueue(follow_up, delay=pending.retry_after)
+        metrics.renewal_finished("pending", issuer)
         self._log(
             "renewal.pending_at_ca",
             job,
@@ -370,6 +373,7 @@ class RenewalOrchestrator:
     def _fail(self, row: LedgerRow, state: str, error: str) -> None:
         row.state, row.error, row.updated_at = state, error, self.clock()
         self.ledger.upsert(row)
+        metrics.renewal_finished(state, row.issuer)
         log_event(
             log,
             "renewal.failed",

@@ -53,6 +53,20 @@ STORAGE_API_VERSION = Setting(
     "RENEWAL_STORAGE_API_VERSION", "", "Dev/test only: storage api-version to pin (Azurite 3.35 accepts 2025-11-05)."
 )
 LOG_LEVEL = Setting("RENEWAL_LOG_LEVEL", "INFO", "Log level of the renewal loggers.")
+APPLICATIONINSIGHTS_CONNECTION_STRING = Setting(
+    "APPLICATIONINSIGHTS_CONNECTION_STRING", "", "Application Insights connection string (metrics go there)."
+)
+METRICS_EXPORTER = Setting(
+    "RENEWAL_METRICS_EXPORTER",
+    "auto",
+    "auto (Azure Monitor when APPLICATIONINSIGHTS_CONNECTION_STRING is set, else none) | azure-monitor | console "
+    "| otlp | none.",
+)
+DASHBOARD_SECRET = Setting(
+    "RENEWAL_DASHBOARD_SECRET",
+    "",
+    "Key of the dashboard's CSRF tokens; empty = a random per-process key (set it when several instances serve).",
+)
 
 ALL: tuple[Setting, ...] = (
     STORAGE,
@@ -68,6 +82,9 @@ ALL: tuple[Setting, ...] = (
     KEYVAULT_CREDENTIAL,
     STORAGE_API_VERSION,
     LOG_LEVEL,
+    APPLICATIONINSIGHTS_CONNECTION_STRING,
+    METRICS_EXPORTER,
+    DASHBOARD_SECRET,
 )
 
 # Settings that exist only for local runs against the emulator and Azurite; infra/ must not set them.

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from . import metrics
 from .config import RenewalConfig
 from .model import CertificateListing, RenewalJob, utcnow
 from .observability import log_event
@@ -120,6 +121,7 @@ class Sweep:
                 entry = self._decide(store, listing, now, fraction, report)
                 if entry is None:
                     continue
+                metrics.observe_certificate(self.config, listing, entry.decision, now)
                 if entry.decision.due and not dry_run:
                     self.jobs.enqueue(
                         RenewalJob(

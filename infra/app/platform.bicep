@@ -24,6 +24,10 @@ param logLevel string
 param maximumInstanceCount int
 param instanceMemoryMB int
 
+@secure()
+@description('RENEWAL_DASHBOARD_SECRET: key of the dashboard CSRF tokens, shared by all instances; a new one each deployment.')
+param dashboardSecret string = newGuid()
+
 var functionAppName = 'func-renewal-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 
@@ -230,6 +234,8 @@ var serviceSettings = {
   RENEWAL_SWEEP_SCHEDULE: sweepSchedule
   RENEWAL_KEYVAULT_CREDENTIAL: 'managed-identity'
   RENEWAL_LOG_LEVEL: logLevel
+  RENEWAL_METRICS_EXPORTER: 'auto'
+  RENEWAL_DASHBOARD_SECRET: dashboardSecret
 }
 
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {

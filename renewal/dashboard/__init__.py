@@ -1,0 +1,135 @@
+"""The operator dashboard: estate overview, failures with replay, one certificate's history.
+
+Framework-free on purpose: ``function_app`` turns an ``azure.functions.HttpRequest`` into a
+:class:`DashboardRequest` and a :class:`DashboardResponse` back, so ``renewal`` never imports
+``azure.functions``. GET pages only read (the due decisions come from a dry sweep); the one
+state-changing call, replay, is a POST that must carry a valid CSRF token and come from the
+dashboard's own origin.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .. import settings
+from ..observability import log_event
+from . import csrf
+
+log = logging.getLogger("renewal.dashboard")
+ROUTE = "ops/dashboard"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+REPLAY_KINDS = {"job": "jobs", "notice": "notices", "dead_letter": "dead_letters"}
+
+
+@dataclass(frozen=True)
+class DashboardRequest:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    params: Mapping[str, str] = field(default_factory=dict)
+    route: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    @property
+    def lower_headers(self) -> dict[str, str]:
+        return {k.lower(): v for k, v in self.headers.items()}
+
+    def form(self) -> dict[str, str]:
+        parsed = parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
+        return {k: v[0] for k, v in parsed.items()}
+
+
+@dataclass(frozen=True)
+class DashboardResponse:
+    status: int
+    body: str
+    headers: dict[str, str]
+    mimetype: str = "text/html"
+
+
+def _links(request: DashboardRequest) -> Any:
+    from .pages import Links
+
+    path = urlsplit(request.url).path
+    at = path.find("/" + ROUTE)
+    base = (path[:at] if at >= 0 else "/api") + "/" + ROUTE
+    return Links(base, request.params.get("code") or None)
+
+
+def _html(status: int, body: str, **extra: str) -> DashboardResponse:
+    return DashboardResponse(status, body, {**SECURITY_HEADERS, **extra})
+
+
+def _secret(service: Any) -> str | None:
+    return settings.DASHBOARD_SECRET.read(service.environ) or None
+
+
+def _principal(request: DashboardRequest) -> str:
+    return request.lower_headers.get(csrf.PRINCIPAL_HEADER, "")
+
+
+def overview(service: Any, request: DashboardRequest) -> DashboardResponse:
+    from . import pages
+    from .estate import gather
+
+    links = _links(request)
+    token = csrf.issue_token(secret=_secret(service), now=service.clock().timestamp(), principal=_principal(request))
+    message = request.params.get("message") or None
+    body = pages.overview(gather(service), links, csrf=token, message=message)
+    return _html(200, pages.page("Estate", body, links))
+
+
+def certificate(service: Any, request: DashboardRequest) -> DashboardResponse:
+    from . import pages
+    from .estate import certificate as detail_of
+
+    links = _links(request)
+    vault, name = request.route.get("vault", ""), request.route.get("name", "")
+    if service.config.vault(vault) is None:
+        return _html(404, pages.error_page("Not found", f"vault: {vault!r} is not configured", links))
+    detail = detail_of(service, vault, name)
+    if detail is None:
+        return _html(404, pages.error_page("Not found", f"certificate {name!r} not found in {vault}", links))
+    return _html(200, pages.page(f"{vault}/{name}", pages.certificate(detail, links), links))
+
+
+def replay(service: Any, request: DashboardRequest) -> DashboardResponse:
+    """POST from a failure's Replay button: checks origin and token, re-drives that one item, then
+    redirects (303) to the overview with the result, so a reload never repeats the POST."""
+    from urllib.parse import quote
+
+    from ..replay import replay as run_replay
+    from . import pages
+
+    links = _links(request)
+    form = request.form()
+    try:
+        csrf.check_origin(request.url, request.lower_headers)
+        csrf.check_token(
+            form.get("csrf"), secret=_secret(service), now=service.clock().timestamp(), principal=_principal(request)
+        )
+    except csrf.CsrfRejected as exc:
+        log_event(log, "dashboard.replay_refused", level=logging.WARNING, reason=str(exc))
+        return _html(403, pages.error_page("Refused", str(exc), links))
+    kind, item = form.get("kind", ""), form.get("id", "")
+    if kind not in REPLAY_KINDS or not item:
+        return _html(400, pages.error_page("Bad request", "kind/id: a failure to replay is required", links))
+    flags = {flag: flag == REPLAY_KINDS[kind] for flag in REPLAY_KINDS.values()}
+    result = run_replay(service, ids=[item], **flags)
+    moved = result.jobs + result.notices + result.events
+    log_event(log, "dashboard.replay", kind=kind, item=item, moved=moved, principal=_principal(request) or None)
+    text = f"Replayed {moved} item(s) back onto the queue." if moved else f"Nothing replayed for {item}."
+    if result.left and not moved:
+        text += " Left in place: " + "; ".join(result.left)
+    return _html(303, "", Location=links.overview(f"message={quote(text, safe='')}"))

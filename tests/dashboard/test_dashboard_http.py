@@ -1,0 +1,102 @@
+"""The dashboard over real HTTP (the local Functions adapter): pages, auth levels, CSRF and origin checks."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import requests
+
+import function_app
+from devtools.functions_http import app_functions
+from renewal.dashboard import csrf
+
+from .conftest import run_jobs, seed_estate
+
+
+def test_no_ops_route_is_anonymous():
+    routes = {}
+    for function in app_functions(function_app.app):
+        for raw in function.get_raw_bindings():
+            binding = json.loads(raw)
+            if binding["type"] == "httpTrigger":
+                routes[binding["route"]] = binding["authLevel"]
+    assert {"ops/dashboard", "ops/dashboard/certificates/{vault}/{name}", "ops/dashboard/replay"} <= set(routes)
+    assert all(r.startswith("ops/") for r in routes)
+    assert set(routes.values()) == {"FUNCTION"}, routes
+
+
+def test_calls_without_the_function_key_are_refused(dashboard):
+    for method, route in (("GET", "ops/dashboard"), ("POST", "ops/dashboard/replay"), ("GET", "ops/status")):
+        response = requests.request(method, dashboard.url(route, with_key=False), timeout=30)
+        assert response.status_code == 401, route
+        bad = requests.request(method, dashboard.url(route, with_key=False) + "?code=wrong", timeout=30)
+        assert bad.status_code == 401, route
+
+
+def test_overview_and_certificate_pages(flow, dashboard):
+    seed_estate(flow)
+    page = requests.get(dashboard.url("ops/dashboard"), timeout=60)
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    html = page.text
+    assert '<svg id="expiry-chart"' in html and "<script" not in html
+    assert not re.search(r"(src|href)=\"https?://", html)  # nothing loaded from elsewhere
+    counts = dict(re.findall(r'data-state="(\w+)"><strong>(\d+)</strong>', html))
+    assert counts == {"expired": "1", "failing": "0", "renewing": "0", "due": "2", "healthy": "1"}
+    assert "kv-alpha/partner-api" in html
+    link = re.search(r'href="([^"]*/certificates/kv-alpha/web\?code=[^"]+)"', html).group(1)
+    detail = requests.get(dashboard.base_url + link.replace("&amp;", "&"), timeout=60)
+    assert detail.status_code == 200
+    assert flow.current("web").properties.version in detail.text
+    assert "1 versions" in detail.text
+    missing = requests.get(dashboard.url("ops/dashboard/certificates/kv-alpha/nope"), timeout=30)
+    assert missing.status_code == 404
+
+
+def _replay_form(html: str) -> dict[str, str]:
+    form = re.search(r'<form method="post" action="([^"]+)">(.*?)</form>', html, re.S)
+    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', form.group(2)))
+    return {"action": form.group(1).replace("&amp;", "&"), **fields}
+
+
+def test_replay_post_needs_token_and_own_origin(flow, dashboard):
+    flow.seed("kv-alpha", "partner-api", days_left=3)
+    flow.service.force_renewal("kv-alpha", "partner-api")
+    assert run_jobs(flow).poisoned == 1
+    html = requests.get(dashboard.url("ops/dashboard"), timeout=60).text
+    assert "PARTNER_CA_KEY" in html  # the failure's reason is shown
+    form = _replay_form(html)
+    action = dashboard.base_url + form["action"]
+    good = {"csrf": form["csrf"], "kind": form["kind"], "id": form["id"]}
+    own = {"Origin": dashboard.base_url}
+
+    refused = [
+        requests.post(action, data={**good, "csrf": ""}, headers=own, timeout=30),
+        requests.post(action, data={**good, "csrf": "1700000000.deadbeef"}, headers=own, timeout=30),
+        requests.post(action, data={**good, "csrf": form["csrf"] + "0"}, headers=own, timeout=30),
+        requests.post(action, data=good, headers={"Origin": "https://evil.example"}, timeout=30),
+        requests.post(action, data=good, headers={"Referer": "https://evil.example/x"}, timeout=30),
+        requests.post(action, data=good, headers={**own, "Sec-Fetch-Site": "cross-site"}, timeout=30),
+    ]
+    assert [r.status_code for r in refused] == [403] * len(refused)
+    assert len(flow.service.poison.list_poison("renewal-jobs")) == 1  # nothing moved
+    # GET on the replay route changes nothing either
+    assert requests.get(action, timeout=30).status_code == 405
+
+    done = requests.post(action, data=good, headers=own, timeout=30, allow_redirects=False)
+    assert done.status_code == 303 and "Replayed%201" in done.headers["Location"]
+    assert flow.service.poison.list_poison("renewal-jobs") == []
+
+
+def test_token_is_bound_to_the_signed_in_principal():
+    token = csrf.issue_token(secret="k", now=1_000_000, principal="alice")
+    csrf.check_token(token, secret="k", now=1_000_100, principal="alice")
+    for kwargs in ({"principal": "bob"}, {"secret": "other"}, {"now": 1_000_000 + csrf.TOKEN_TTL + 1}):
+        args = {"secret": "k", "now": 1_000_100, "principal": "alice", **kwargs}
+        try:
+            csrf.check_token(token, **args)
+        except csrf.CsrfRejected:
+            continue
+        raise AssertionError(f"accepted with {kwargs}")
