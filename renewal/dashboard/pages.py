@@ -92,7 +92,7 @@ class Links:
 def page(title: str, body: str, links: Links) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="referrer" content="same-origin">
+<meta name="referrer" content="same-origin"><link rel="icon" href="data:,">
 <title>{escape(title)} · Certificate renewal</title><style>{CSS}</style></head>
 <body><a class="skip" href="#main">Skip to content</a>
 <header><p class="muted" style="margin:.6rem 0 0">Key Vault certificate renewal</p>

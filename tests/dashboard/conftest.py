@@ -12,26 +12,26 @@ import function_app
 from devtools.functions_http import FunctionsHttpServer, serving
 from devtools.pump import QueuePump
 from renewal import settings
-from tests.flow.conftest import flow, hook  # noqa: F401 - re-exported fixtures
+from tests.flow.conftest import flow, hook
 
 __all__ = ["flow", "hook"]
 
 
 @pytest.fixture
-def dashboard(flow: Any) -> Iterator[FunctionsHttpServer]:  # noqa: F811
+def dashboard(flow: Any) -> Iterator[FunctionsHttpServer]:
     function_app._service = flow.service
     with serving(function_app.app) as server:
         yield server
     function_app._service = None
 
 
-def run_jobs(flow: Any) -> Any:  # noqa: F811
+def run_jobs(flow: Any) -> Any:
     return QueuePump(flow.storage, settings.JOBS_QUEUE, function_app.renewal_worker).run_until_idle(
         timeout=90, wait_for_delayed=True
     )
 
 
-def seed_estate(flow: Any) -> None:  # noqa: F811
+def seed_estate(flow: Any) -> None:
     """Four certificates: healthy, due soon, expired, and one routed to partner-ca (key missing)."""
     flow.seed("kv-alpha", "web", days_left=60)
     flow.seed("kv-alpha", "api", days_left=20)

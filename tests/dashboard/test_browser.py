@@ -1,0 +1,129 @@
+"""The dashboard in a real headless Chromium (playwright-core from tools/): read the estate, see a
+failure with its reason, fix the cause, press Replay, let the worker run, reload and see it renewed.
+Screenshots go to test-artifacts/dashboard/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers import unavailable
+
+from .conftest import run_jobs, seed_estate
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYWRIGHT = ROOT / "tools" / "node_modules" / "playwright-core"
+ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
+COUNTS_JS = (
+    "() => Object.fromEntries([...document.querySelectorAll('#counts li')]"
+    ".map(li => [li.dataset.state, Number(li.querySelector('strong').textContent)]))"
+)
+ROW_JS = (
+    "(name) => { const a = [...document.querySelectorAll('#certificates tbody a')]"
+    ".find(x => x.textContent === name); if (!a) return null;"
+    " return [...a.closest('tr').cells].map(c => c.textContent.trim()); }"
+)
+
+
+class Browser:
+    def __init__(self) -> None:
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        if chromium is None:
+            unavailable("chromium", "the Debian package chromium is not installed (make system-deps)")
+        if not PLAYWRIGHT.exists() or shutil.which("node") is None:
+            unavailable("chromium", "node or tools/node_modules/playwright-core is missing (make tools)")
+        self.proc = subprocess.Popen(
+            ["node", str(Path(__file__).with_name("browser.cjs"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "PLAYWRIGHT_CORE": str(PLAYWRIGHT), "CHROMIUM": chromium},
+        )
+        assert self._read().get("ready")
+
+    def _read(self) -> dict[str, Any]:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"browser driver exited ({self.proc.wait()})")
+        return json.loads(line)
+
+    def do(self, op: str, **kw: Any) -> Any:
+        self.proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")
+        self.proc.stdin.flush()
+        answer = self._read()
+        if not answer["ok"]:
+            raise AssertionError(answer["error"])
+        return answer.get("value")
+
+    def eval(self, function: str) -> Any:
+        """Call a JavaScript function expression in the page and return its (JSON) result."""
+        return self.do("eval", expr=f"({function})()")
+
+    def row(self, name: str) -> list[str] | None:
+        return self.do("eval", expr=f"({ROW_JS})({json.dumps(name)})")
+
+    def close(self) -> None:
+        try:
+            self.do("close")
+        finally:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def browser():
+    b = Browser()
+    yield b
+    b.close()
+
+
+def test_operator_sees_the_estate_and_replays_a_failure_in_the_browser(flow, dashboard, browser):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    seed_estate(flow)
+    flow.service.force_renewal("kv-alpha", "partner-api")
+    assert run_jobs(flow).poisoned == 1  # partner-ca has no PARTNER_CA_KEY: poison queue
+
+    assert browser.do("goto", url=dashboard.url("ops/dashboard"))["status"] == 200
+    browser.do("screenshot", path=str(ARTIFACTS / "1-overview-with-failure.png"))
+    assert browser.eval(COUNTS_JS) == {"expired": 1, "failing": 1, "renewing": 0, "due": 1, "healthy": 1}
+    web = browser.row("kv-alpha/web")
+    assert web[1] == "healthy" and web[5] == "corp-local"
+    assert browser.row("kv-alpha/partner-api")[1] == "failing"
+    assert browser.eval("() => document.querySelectorAll('#expiry-chart rect').length") == 26  # 13 weeks x 2
+    assert browser.eval("() => document.querySelector('#expiry-chart title').textContent").startswith("Expiries")
+    failure = browser.eval("() => document.querySelector('#failures tbody tr').innerText")
+    assert "kv-alpha/partner-api" in failure and "PARTNER_CA_KEY" in failure
+
+    # Keyboard: the first Tab stop is the skip link, and focus is visible.
+    first = browser.do("tab")
+    assert first["tag"] == "A" and first["text"] == "Skip to content" and first["outline"].startswith("solid")
+
+    # The operator fixes the cause (the app setting appears) and presses Replay.
+    flow.service.environ["PARTNER_CA_KEY"] = flow.ca_paths["ca_key"].read_text()
+    flow.service.reset_issuers()
+    before = flow.current("partner-api").properties.version
+    after_click = browser.do("click", selector="#failures button")
+    assert after_click["status"] == 200 and "/ops/dashboard" in after_click["url"]
+    assert "Replayed 1 item" in browser.eval("() => document.querySelector('[role=status]').textContent")
+    assert browser.eval(COUNTS_JS)["failing"] == 1  # still failing until the worker runs
+
+    assert run_jobs(flow).processed == 1  # the host's worker picks the replayed job up
+    browser.do("goto", url=dashboard.url("ops/dashboard"))
+    browser.do("screenshot", path=str(ARTIFACTS / "2-overview-after-replay.png"))
+    assert browser.eval(COUNTS_JS) == {"expired": 1, "failing": 0, "renewing": 0, "due": 1, "healthy": 2}
+    partner = browser.row("kv-alpha/partner-api")
+    assert partner[1] == "healthy" and partner[6].startswith("notified")
+    assert "None." in browser.eval("() => document.querySelector('#failures tbody').innerText")
+
+    browser.do("click", selector="#certificates a[href*='partner-api']")
+    browser.do("screenshot", path=str(ARTIFACTS / "3-certificate-partner-api.png"))
+    versions = browser.eval("() => [...document.querySelectorAll('#versions tbody tr')].map(r => r.innerText)")
+    assert len(versions) == 2 and any(before in v for v in versions)
+    ledger = browser.eval("() => document.querySelector('#ledger tbody').innerText")
+    assert "notified" in ledger and "partner-ca" in ledger
+    assert browser.do("errors") == []  # no console errors, no failed (e.g. external) requests
