@@ -1,0 +1,3 @@
+from tests.flow.conftest import flow, hook
+
+__all__ = ["flow", "hook"]
