@@ -21,11 +21,16 @@ $(AZURITE): tools/package.json
 
 tools: $(AZURITE)
 
-# Debian packages for the CA integration tests (pebble, CFSSL); CI runs this as root.
+# Debian packages for the CA integration tests (pebble, CFSSL) and the dashboard browser test
+# (chromium); CI runs this as root.
 system-deps:
-	@if command -v pebble >/dev/null && command -v cfssl >/dev/null; then echo "pebble and cfssl present"; \
-	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble golang-cfssl; \
-	else echo "pebble/cfssl missing and not root: their tests will skip (run 'sudo make system-deps')"; fi
+	@missing=""; \
+	command -v pebble >/dev/null || missing="$$missing pebble"; \
+	command -v cfssl >/dev/null || missing="$$missing golang-cfssl"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -z "$$missing" ]; then echo "pebble, cfssl and chromium present"; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "missing:$$missing and not root: their tests will skip (run 'sudo make system-deps')"; fi
 
 demo: venv tools
 	$(PY) -m renewal demo $(DEMO_ARGS)

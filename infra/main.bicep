@@ -59,6 +59,9 @@ param maximumInstanceCount int = 100
 @description('Memory of each Flex Consumption instance, in MB.')
 param instanceMemoryMB int = 2048
 
+@description('Resource id of an action group that the alert rules notify (certificate expiring unrenewed, renewal failures, poison queue). Empty: alerts are raised without notification.')
+param alertActionGroupId string = ''
+
 var tags = {
   'azd-env-name': environmentName
 }
@@ -86,6 +89,21 @@ module platform 'app/platform.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
   }
+}
+
+// Alert rules over the service's metrics in Application Insights (docs/operations.md).
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    actionGroupId: alertActionGroupId
+  }
+  dependsOn: [
+    platform
+  ]
 }
 
 // Each certificate vault, in its own resource group (and subscription): Certificates Officer for
