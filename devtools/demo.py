@@ -252,6 +252,11 @@ def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
             and not secret_reads
         )
         console.rule("[green]demo finished as expected" if ok else "[red]demo did not go as expected")
+        from devtools.functions_http import FunctionsHttpServer
+
+        dashboard = FunctionsHttpServer(function_app.app, key=os.urandom(12).hex()).start()
+        stack.callback(dashboard.close)
+        console.print(f"dashboard (Functions key in ?code=): {dashboard.url('ops/dashboard')}")
         if keep:
             console.print(f"left running; state in {workdir}. Press Ctrl+C to stop.")
             threading.Event().wait()
