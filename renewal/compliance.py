@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from .config import ComplianceConfig, RenewalConfig
 from .inventory import InventoryEntry
@@ -114,22 +115,35 @@ def validity_problems(
     return []
 
 
+def issued_by(certificate: x509.Certificate, candidate: x509.Certificate) -> bool:
+    """``candidate`` names and signed ``certificate`` (SHA-1 signatures included, which
+    ``verify_directly_issued_by`` no longer checks)."""
+    if certificate.issuer != candidate.subject:
+        return False
+    try:
+        certificate.verify_directly_issued_by(candidate)
+        return True
+    except InvalidSignature:
+        return False
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        pass
+    key, algorithm = candidate.public_key(), certificate.signature_hash_algorithm
+    if algorithm is None:
+        return False
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(certificate.signature, certificate.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(certificate.signature, certificate.tbs_certificate_bytes, ec.ECDSA(algorithm))
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
 def is_self_issued(certificate: x509.Certificate) -> bool:
-    if certificate.issuer != certificate.subject:
-        return False
-    try:
-        certificate.verify_directly_issued_by(certificate)
-    except Exception:  # noqa: BLE001 - any failure means "not self-signed"
-        return False
-    return True
-
-
-def issued_by(leaf: x509.Certificate, candidate: x509.Certificate) -> bool:
-    try:
-        leaf.verify_directly_issued_by(candidate)
-    except Exception:  # noqa: BLE001 - wrong name, wrong key, unsupported algorithm: all mean "no"
-        return False
-    return True
+    return issued_by(certificate, certificate)
 
 
 def chain_is_complete(chain: Sequence[x509.Certificate]) -> bool:

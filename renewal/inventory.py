@@ -286,7 +286,8 @@ class InventoryBuilder:
         read_error: str | None = None
         if self.read_current:
             try:
-                current = store.get_current(name)
+                read = getattr(store, "read_current", None) or store.get_current
+                current = read(name)
             except Exception as exc:  # noqa: BLE001 - one unreadable certificate must not stop the report
                 read_error = f"get_current: {type(exc).__name__}: {exc}"
         tags = dict(current.tags if current is not None else listing.tags)

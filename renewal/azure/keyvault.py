@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from ..model import (
     CertificateListing,
@@ -111,6 +112,50 @@ def policy_to_sdk(spec: PolicySpec) -> Any:
     )
 
 
+def policy_from_wire(data: dict[str, Any]) -> PolicySpec:
+    """A policy from the service's JSON (as in a certificate bundle), without the SDK's model layer."""
+    key, x509_props = data.get("key_props") or {}, data.get("x509_props") or {}
+    sans = x509_props.get("sans") or {}
+    triggers = tuple(
+        LifetimeTrigger(
+            lifetime_percentage=(a.get("trigger") or {}).get("lifetime_percentage"),
+            days_before_expiry=(a.get("trigger") or {}).get("days_before_expiry"),
+            action=str((a.get("action") or {}).get("action_type") or "EmailContacts"),
+        )
+        for a in data.get("lifetime_actions") or []
+        if (a.get("trigger") or {}).get("lifetime_percentage") is not None
+        or (a.get("trigger") or {}).get("days_before_expiry") is not None
+    )
+    issuer = data.get("issuer") or {}
+    return PolicySpec(
+        subject=x509_props.get("subject") or "",
+        sans=SubjectAlternativeNames(
+            dns_names=tuple(sans.get("dns_names") or ()),
+            emails=tuple(sans.get("emails") or ()),
+            upns=tuple(sans.get("upns") or ()),
+            uris=tuple(sans.get("uris") or ()),
+            ip_addresses=tuple(sans.get("ipAddresses") or ()),
+        ),
+        issuer_name=issuer.get("name") or "Unknown",
+        key_type=key.get("kty") or "RSA",
+        key_size=key.get("key_size"),
+        key_curve=key.get("crv"),
+        exportable=key.get("exportable"),
+        reuse_key=key.get("reuse_key"),
+        content_type=(data.get("secret_props") or {}).get("contentType"),
+        ekus=tuple(x509_props.get("ekus") or ()),
+        key_usage=tuple(x509_props.get("key_usage") or ()),
+        validity_months=x509_props.get("validity_months"),
+        lifetime_triggers=triggers,
+        certificate_transparency=issuer.get("cert_transparency"),
+        certificate_type=issuer.get("cty"),
+    )
+
+
+def _epoch(value: Any) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(value, dt.UTC) if isinstance(value, (int, float)) else None
+
+
 class KeyVaultCertificateStore:
     """One vault. ``client`` is an ``azure.keyvault.certificates.CertificateClient``."""
 
@@ -146,11 +191,50 @@ class KeyVaultCertificateStore:
 
     # -- reads ----------------------------------------------------------------------------------------
     def list_certificates(self, *, include_pending: bool = False) -> Iterator[CertificateListing]:
-        pages = self._client.list_properties_of_certificates(
-            include_pending=include_pending or None, max_page_size=PAGE_SIZE
+        """Every certificate's list attributes, page by page (streamed: one page in memory at a time).
+
+        The pages go through the SDK client's own pipeline (auth challenge, retries, api-version) via
+        ``send_request``; their JSON is read straight into listings, skipping the SDK's model objects,
+        which cost most of the CPU of a large sweep (20,000 certificates)."""
+        from azure.core.rest import HttpRequest
+
+        url: str | None = f"/certificates?maxresults={PAGE_SIZE}" + ("&includePending=true" if include_pending else "")
+        while url:
+            response = self._call("list", lambda page_url=url: self._page(HttpRequest("GET", page_url)))
+            page = response.json()
+            for item in page.get("value") or ():
+                yield self._listing_from_wire(item)
+            url = page.get("nextLink") or None
+
+    def _page(self, request: Any) -> Any:
+        response = self._client.send_request(request)
+        response.raise_for_status()
+        return response
+
+    def _listing_from_wire(self, item: dict[str, Any]) -> CertificateListing:
+        """A certificate item of the list API (``id``, ``attributes``, ``tags``, ``x5t``) as a listing."""
+        parts = str(item.get("id") or "").rstrip("/").split("/")
+        at = parts.index("certificates") if "certificates" in parts else len(parts)
+        name = parts[at + 1] if len(parts) > at + 1 else ""
+        version = parts[at + 2] if len(parts) > at + 2 else None
+        attributes = item.get("attributes") or {}
+
+        def when(key: str) -> dt.datetime | None:
+            value = attributes.get(key)
+            return dt.datetime.fromtimestamp(value, dt.UTC) if value is not None else None
+
+        expires_on = when("exp")
+        return CertificateListing(
+            vault=self.vault,
+            name=name,
+            version=version,
+            enabled=attributes.get("enabled"),
+            not_before=when("nbf"),
+            expires_on=expires_on,
+            created_on=when("created"),
+            tags=dict(item.get("tags") or {}),
+            pending=item.get("x5t") is None and expires_on is None,
         )
-        for props in pages:
-            yield self._listing(props)
 
     def list_versions(self, name: str) -> Iterator[CertificateListing]:
         for props in self._client.list_properties_of_certificate_versions(name, max_page_size=PAGE_SIZE):
@@ -191,6 +275,50 @@ class KeyVaultCertificateStore:
             created_on=props.created_on,
             tags=dict(props.tags or {}),
             policy=policy_from_sdk(cert.policy) if cert.policy is not None else None,
+        )
+
+    def read_current(self, name: str) -> CertificateVersion | None:
+        """``get_current`` for bulk reads (the inventory): the same GET through the client's pipeline
+        (auth, retries, TLS), parsed straight from JSON; the SDK's model layer costs more CPU than the
+        request itself when thousands of certificates are read."""
+        import base64
+
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.rest import HttpRequest
+
+        send = getattr(self._client, "send_request", None)
+        if send is None:
+            return self.get_current(name)
+        url = f"{self._client.vault_url.rstrip('/')}/certificates/{quote(name, safe='')}/"
+        request = HttpRequest("GET", url, params={"api-version": self._client.api_version})
+
+        def get() -> dict[str, Any]:
+            response = send(request)
+            if response.status_code == 404:
+                raise ResourceNotFoundError(response=response)
+            response.raise_for_status()
+            return response.json()
+
+        try:
+            bundle = self._call("get_certificate", get)
+        except ResourceNotFoundError:
+            return None
+        if not bundle.get("cer"):
+            return None
+        attributes = bundle.get("attributes") or {}
+        cert_id = bundle.get("id") or ""
+        return CertificateVersion(
+            vault=self.vault,
+            name=name,
+            version=cert_id.rstrip("/").rsplit("/", 1)[-1],
+            id=cert_id,
+            cer=base64.b64decode(bundle["cer"]),
+            enabled=bool(attributes.get("enabled")),
+            not_before=_epoch(attributes.get("nbf")),
+            expires_on=_epoch(attributes.get("exp")),
+            created_on=_epoch(attributes.get("created")),
+            tags=dict(bundle.get("tags") or {}),
+            policy=policy_from_wire(bundle["policy"]) if bundle.get("policy") else None,
         )
 
     def get_policy(self, name: str) -> PolicySpec:
@@ -277,9 +405,7 @@ class KeyVaultCertificateStore:
 
         sdk_policy = policy_to_sdk(policy)
         try:
-            updated = self._call(
-                "update_policy", lambda: self._client.update_certificate_policy(name, sdk_policy)
-            )
+            updated = self._call("update_policy", lambda: self._client.update_certificate_policy(name, sdk_policy))
         except ResourceNotFoundError as exc:
             raise CertificateGone(f"{self.vault}/{name}: certificate not found") from exc
         return policy_from_sdk(updated)

@@ -84,6 +84,22 @@ def make_certificate(
     return builder.sign(issuer_key if issuer_key is not None else key, algorithm or hashes.SHA256())
 
 
+SHA256_WITH_RSA = bytes.fromhex("06092a864886f70d01010b")
+SHA1_WITH_RSA = bytes.fromhex("06092a864886f70d010105")
+
+
+def sha1_signed(key: rsa.RSAPrivateKey, common_name: str) -> x509.Certificate:
+    """A self-signed RSA certificate signed with SHA-1. cryptography no longer signs certificates with
+    SHA-1, so this signs with SHA-256, swaps the algorithm OIDs (same length) and re-signs the TBS."""
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    cert = make_certificate(key, common_name=common_name)
+    der = cert.public_bytes(serialization.Encoding.DER).replace(SHA256_WITH_RSA, SHA1_WITH_RSA)
+    tbs = cert.tbs_certificate_bytes.replace(SHA256_WITH_RSA, SHA1_WITH_RSA)
+    signature = key.sign(tbs, padding.PKCS1v15(), hashes.SHA1())
+    return x509.load_der_x509_certificate(der.replace(cert.signature, signature))
+
+
 def pem_bundle(key: Any, chain: list[x509.Certificate]) -> bytes:
     out = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return out + b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)

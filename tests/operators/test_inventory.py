@@ -79,3 +79,19 @@ def test_unreadable_certificate_is_reported_not_fatal(flow: Flow) -> None:
 
     assert entry.current is None and entry.read_error is not None
     assert entry.expires_on is not None  # still known from the listing
+
+
+def test_bulk_read_matches_the_sdk_read(flow: Flow) -> None:
+    flow.seed(
+        "kv-alpha",
+        "same",
+        days_left=40,
+        sans=["same.example.test", "alt.example.test"],
+        trigger={"lifetime_percentage": 70},
+    )
+    store = flow.service.stores["kv-alpha"]
+
+    fast, sdk = store.read_current("same"), store.get_current("same")
+
+    assert fast == sdk
+    assert store.read_current("missing") is None
