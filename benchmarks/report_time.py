@@ -102,7 +102,8 @@ def main() -> int:
         f"findings {len(report.findings)}, inventory errors {len(report.inventory.errors)}"
     )
     ok = total == expected and not report.inventory.errors and elapsed <= TARGET_SECONDS
-    print(f"report_time: {elapsed:.1f}s for {total} certificates (target {TARGET_SECONDS:.0f}) {'PASS' if ok else 'FAIL'}")
+    verdict = "PASS" if ok else "FAIL"
+    print(f"report_time: {elapsed:.1f}s for {total} certificates (target {TARGET_SECONDS:.0f}) {verdict}")
     return 0 if ok else 1
 
 
