@@ -54,15 +54,15 @@ def validate_section(section: Mapping[str, Any], *, path: str) -> list[ConfigPro
     from pydantic import ValidationError
 
     kind = section.get("type")
-    if kind not in CLIENT_MODULES:
-        return [ConfigProblem(f"{path}.type", f"unknown issuer type {kind!r}; expected one of {sorted(CLIENT_MODULES)}")]
+    if not isinstance(kind, str) or kind not in CLIENT_MODULES:
+        return [
+            ConfigProblem(f"{path}.type", f"unknown issuer type {kind!r}; expected one of {sorted(CLIENT_MODULES)}")
+        ]
     specific = {k: v for k, v in section.items() if k not in COMMON_KEYS}
     try:
         _module(kind).Config.model_validate(specific)
     except ValidationError as exc:
-        return [
-            ConfigProblem(".".join([path, *(str(p) for p in err["loc"])]), err["msg"]) for err in exc.errors()
-        ]
+        return [ConfigProblem(".".join([path, *(str(p) for p in err["loc"])]), err["msg"]) for err in exc.errors()]
     return []
 
 

@@ -176,7 +176,7 @@ def cross_reference_problems(data: Mapping[str, Any]) -> list[str]:
     known = set(issuer_names)
 
     def need(field: str, value: Any, names: set[str], what: str) -> None:
-        if value is not None and value not in names:
+        if value is not None and (not isinstance(value, str) or value not in names):
             problems.append(f"{field}: unknown {what} {value!r}; configured: {sorted(names)}")
 
     need("default_issuer", data.get("default_issuer"), known, "issuer")
@@ -184,7 +184,8 @@ def cross_reference_problems(data: Mapping[str, Any]) -> list[str]:
         if isinstance(v, dict):
             need(f"vaults[{i}].default_issuer", v.get("default_issuer"), known, "issuer")
     for kind in ("routes", "deployers"):
-        for i, item in enumerate(data.get(kind) or []):
+        items = data.get(kind)
+        for i, item in enumerate(items if isinstance(items, list) else []):
             if isinstance(item, dict):
                 if kind == "routes":
                     need(f"routes[{i}].issuer", item.get("issuer"), known, "issuer")
@@ -208,10 +209,10 @@ def _problems_from(exc: ValidationError) -> list[str]:
         for part in err["loc"]:
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
         message = err["msg"].removeprefix("Value error, ")
-        if not loc:  # model-level validator: messages already name their fields
+        if not err["loc"]:  # model-level validator: messages already name their fields
             problems.extend(message.split("\n"))
         else:
-            problems.append(f"{loc}: {message}")
+            problems.append(f"{loc or repr(err['loc'][0])}: {message}")
     return problems
 
 

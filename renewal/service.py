@@ -63,8 +63,14 @@ def parse_job(body: str | bytes) -> RenewalJob:
 
 def parse_notice(body: str | bytes) -> DeploymentNotice:
     try:
-        return DeploymentNotice.from_dict(json.loads(body))
-    except (ValueError, TypeError, KeyError) as exc:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JobRejected(f"body: not a deployment notice ({exc})") from None
+    if not isinstance(data, dict):
+        raise JobRejected("body: a deployment notice must be a JSON object")
+    try:
+        return DeploymentNotice.from_dict(data)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise JobRejected(f"body: not a deployment notice ({exc})") from None
 
 
