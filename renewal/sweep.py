@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import metrics
@@ -19,6 +19,8 @@ from .policy import DueDecision, is_due
 from .ports import CertificateGone, CertificateStore, JobQueue, Ledger
 
 log = logging.getLogger("renewal.sweep")
+FOLLOW_UP_PER_VAULT = 8
+"""Policy reads and enqueues in flight per vault while its listing streams on."""
 # "merged" too: a worker that died before its notice left that row; the re-driven job sends the notice.
 IN_FLIGHT_STATES = frozenset({"started", "submitted", "pending-at-ca", "retrying", "merged"})
 
@@ -76,9 +78,16 @@ class Sweep:
         report = SweepReport(started_at=now)
         run_id = f"sweep-{now:%Y%m%dT%H%M%S}"
         names = list(vaults) if vaults is not None else [v.name for v in self.config.vaults]
-        with ThreadPoolExecutor(max_workers=max(1, len(names)), thread_name_prefix="sweep") as pool:
+        # One listing thread per vault; the few due certificates' policy reads and enqueues run on a shared
+        # pool so each listing keeps streaming pages instead of waiting on them (bounded per vault).
+        with (
+            ThreadPoolExecutor(max_workers=max(1, len(names)), thread_name_prefix="sweep") as pool,
+            ThreadPoolExecutor(
+                max_workers=min(32, FOLLOW_UP_PER_VAULT * max(1, len(names))), thread_name_prefix="sweep-due"
+            ) as follow_ups,
+        ):
             futures = [
-                pool.submit(self._scan_vault, name, now, run_id, report, dry_run, collect_all, progress)
+                pool.submit(self._scan_vault, name, now, run_id, report, dry_run, collect_all, progress, follow_ups)
                 for name in names
             ]
             for future in futures:
@@ -108,6 +117,7 @@ class Sweep:
         dry_run: bool,
         collect_all: bool,
         progress: Callable[[str, int], None] | None,
+        follow_ups: ThreadPoolExecutor,
     ) -> None:
         store = self.stores[vault]
         vault_config = self.config.vault(vault)
@@ -116,38 +126,94 @@ class Sweep:
             if vault_config and vault_config.renew_at_lifetime_fraction
             else self.config.defaults.renew_at_lifetime_fraction
         )
+        slots = threading.BoundedSemaphore(FOLLOW_UP_PER_VAULT * 2)
+        failed = threading.Event()
+        pending: list[Future[None]] = []
+
+        def fail(exc: BaseException) -> None:
+            with report._lock:
+                first = not failed.is_set()
+                failed.set()
+                if first:
+                    report.errors.append(f"{vault}: {type(exc).__name__}: {exc}")
+            if first:
+                log_event(log, "sweep.vault_failed", level=logging.ERROR, vault=vault, error=str(exc))
+
+        def follow_up(listing: CertificateListing) -> None:
+            try:
+                if not failed.is_set():
+                    self._handle(store, vault, listing, now, fraction, run_id, report, dry_run, collect_all, progress)
+            except Exception as exc:  # noqa: BLE001 - one vault's failure must not stop the others
+                fail(exc)
+            finally:
+                slots.release()
+
         try:
             for listing in store.list_certificates():
-                entry = self._decide(store, listing, now, fraction, report)
-                if entry is None:
-                    continue
-                metrics.observe_certificate(self.config, listing, entry.decision, now)
-                if entry.decision.due and not dry_run:
-                    self.jobs.enqueue(
-                        RenewalJob(
-                            vault=vault,
-                            name=listing.name,
-                            reason="sweep",
-                            trigger_id=run_id,
-                            version=listing.version or "",
-                            enqueued_at=now,
-                        )
-                    )
-                    entry = SweepEntry(entry.vault, entry.name, entry.version, entry.expires_on, entry.decision, True)
-                with report._lock:
-                    report.scanned += 1
-                    if entry.decision.due:
-                        report.due.append(entry)
-                    else:
-                        report.not_due_count += 1
-                        if collect_all:
-                            report.later.append(entry)
-                if progress is not None:
-                    progress(vault, 1)
+                if failed.is_set():
+                    break
+                if self._may_need_reads(listing, now, fraction):
+                    slots.acquire()
+                    pending.append(follow_ups.submit(follow_up, listing))
+                else:
+                    self._handle(store, vault, listing, now, fraction, run_id, report, dry_run, collect_all, progress)
         except Exception as exc:  # noqa: BLE001 - one vault's failure must not stop the others
-            with report._lock:
-                report.errors.append(f"{vault}: {type(exc).__name__}: {exc}")
-            log_event(log, "sweep.vault_failed", level=logging.ERROR, vault=vault, error=str(exc))
+            fail(exc)
+        for future in pending:
+            future.result()
+
+    @staticmethod
+    def _may_need_reads(listing: CertificateListing, now: dt.datetime, fraction: float) -> bool:
+        """Due on the listing's own attributes: a policy read or an enqueue may follow (off the listing thread)."""
+        if listing.pending or listing.enabled is False:
+            return False
+        return is_due(
+            now=now,
+            not_before=listing.not_before,
+            expires_on=listing.expires_on,
+            tags=listing.tags,
+            default_fraction=fraction,
+        ).due
+
+    def _handle(
+        self,
+        store: CertificateStore,
+        vault: str,
+        listing: CertificateListing,
+        now: dt.datetime,
+        fraction: float,
+        run_id: str,
+        report: SweepReport,
+        dry_run: bool,
+        collect_all: bool,
+        progress: Callable[[str, int], None] | None,
+    ) -> None:
+        entry = self._decide(store, listing, now, fraction, report)
+        if entry is None:
+            return
+        metrics.observe_certificate(self.config, listing, entry.decision, now)
+        if entry.decision.due and not dry_run:
+            self.jobs.enqueue(
+                RenewalJob(
+                    vault=vault,
+                    name=listing.name,
+                    reason="sweep",
+                    trigger_id=run_id,
+                    version=listing.version or "",
+                    enqueued_at=now,
+                )
+            )
+            entry = SweepEntry(entry.vault, entry.name, entry.version, entry.expires_on, entry.decision, True)
+        with report._lock:
+            report.scanned += 1
+            if entry.decision.due:
+                report.due.append(entry)
+            else:
+                report.not_due_count += 1
+                if collect_all:
+                    report.later.append(entry)
+        if progress is not None:
+            progress(vault, 1)
 
     def _decide(
         self,
