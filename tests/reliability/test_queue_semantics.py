@@ -1,6 +1,5 @@
 """Queue semantics: a failing job is delivered MAX_DEQUEUE_COUNT times, then poisoned with its reason in
-the ledger; once the cause is fixed, replaying 100 poisoned jobs renews all of them, each exactly once
-(100 with RENEWAL_LONG_TESTS=1, 50 by default)."""
+the ledger; once the cause is fixed, replaying 100 poisoned jobs renews all 100, each exactly once."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from renewal.replay import list_failures, replay
 
 from .conftest import LONG
 
-FLEET = 100 if LONG else 50  # 100 takes ~55 s on 2 cores; CI replays 50
+FLEET = 100
 
 
 def pump(flow, concurrency=8):
