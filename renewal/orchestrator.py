@@ -52,6 +52,9 @@ from .verification import ChainRejected, verify_chain
 
 log = logging.getLogger("renewal.orchestrator")
 
+STALE_TRIGGER_SUFFIX = "-stale"
+"""Jobs the sweep enqueues for stale in-flight ledger rows carry this at the end of their trigger_id."""
+
 OutcomeStatus = Literal["renewed", "pending", "not-due", "already-renewed", "claimed-elsewhere", "gone"]
 
 
@@ -144,13 +147,13 @@ class RenewalOrchestrator:
         if active is None:
             if current is None:
                 self._log("renewal.gone", job, detail="certificate not found")
-                return RenewalOutcome("gone", "certificate not found")
+                return self._stop(job, RenewalOutcome("gone", "certificate not found"))
             finished = self._finish_interrupted(job, current, pending)
             if finished is not None:
                 return finished
             if job.version and job.version != current.version and not job.force:
                 self._log("renewal.already_renewed", job, version=current.version)
-                return RenewalOutcome("already-renewed", f"version {current.version} is current now")
+                return self._stop(job, RenewalOutcome("already-renewed", f"version {current.version} is current now"))
             decision = is_due(
                 now=now,
                 not_before=current.not_before,
@@ -161,7 +164,7 @@ class RenewalOrchestrator:
             )
             if not (job.force or decision.due):
                 self._log("renewal.not_due", job, version=current.version, detail=decision.reason)
-                return RenewalOutcome("not-due", decision.reason)
+                return self._stop(job, RenewalOutcome("not-due", decision.reason))
             if job.force and job.version and job.version != current.version:
                 return RenewalOutcome("already-renewed", f"version {current.version} is current now")
             policy = policy or store.get_policy(job.name)
@@ -301,6 +304,18 @@ class RenewalOrchestrator:
         self.ledger.upsert(row)
         self._log("renewal.notified", job, version=merged.version, **fields)
         return RenewalOutcome("renewed", new_version=merged.version, request_id=op.request_id)
+
+    def _stop(self, job: RenewalJob, outcome: RenewalOutcome) -> RenewalOutcome:
+        """Nothing to do. For the sweep's stale re-check, close in-flight ledger rows whose pending
+        operation no longer exists, so they are not re-checked every night."""
+        if job.trigger_id.endswith(STALE_TRIGGER_SUFFIX):
+            for row in self.ledger.history(job.vault, job.name):
+                if row.state in ("started", "submitted", "pending-at-ca", "retrying"):
+                    row.state, row.updated_at = "abandoned", self.clock()
+                    row.error = f"{row.error or 'interrupted'}; no pending operation in progress ({outcome.status})"
+                    self.ledger.upsert(row)
+                    self._log("renewal.abandoned", job, request_id=row.request_id)
+        return outcome
 
     def _finish_interrupted(
         self, job: RenewalJob, current: CertificateVersion, pending: PendingOperation | None

@@ -15,6 +15,7 @@ from . import metrics
 from .config import RenewalConfig
 from .model import CertificateListing, RenewalJob, utcnow
 from .observability import log_event
+from .orchestrator import STALE_TRIGGER_SUFFIX
 from .policy import DueDecision, is_due
 from .ports import CertificateGone, CertificateStore, JobQueue, Ledger
 
@@ -261,6 +262,8 @@ class Sweep:
                 continue
             if not dry_run:
                 self.jobs.enqueue(
-                    RenewalJob(vault=row.vault, name=row.name, reason="sweep", trigger_id=f"{run_id}-stale")
+                    RenewalJob(
+                        vault=row.vault, name=row.name, reason="sweep", trigger_id=f"{run_id}{STALE_TRIGGER_SUFFIX}"
+                    )
                 )
             report.stale_resumed += 1

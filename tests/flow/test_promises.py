@@ -216,3 +216,28 @@ def test_sweep_reads_list_pages_and_policies_only_for_default_due(flow):
     assert counters.get("list") == 2  # ceil(30 / 25) pages
     assert counters.get("get_certificate", 0) == 0
     assert counters.get("get_policy") == 10  # one per certificate due by the default rule
+
+
+def test_a_stale_in_flight_row_without_a_pending_operation_is_closed_once(flow):
+    from renewal.ports import LedgerRow
+
+    flow.seed("kv-alpha", "web", days_left=80)
+    long_ago = flow.service.clock() - dt.timedelta(days=3)
+    flow.service.ledger.upsert(
+        LedgerRow(
+            vault="kv-alpha",
+            name="web",
+            request_id="lost-request",
+            state="retrying",
+            issuer="corp-local",
+            error="CA corp-local unavailable: timeout",
+            started_at=long_ago,
+            updated_at=long_ago,
+        )
+    )
+    assert flow.service.sweep().stale_resumed == 1
+    run_jobs(flow)
+    row = flow.service.ledger.get("kv-alpha", "web", "lost-request")
+    assert row.state == "abandoned" and "no pending operation in progress" in row.error
+    assert flow.service.sweep().stale_resumed == 0
+    assert len(flow.versions("web")) == 1
