@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -29,6 +31,56 @@ T = TypeVar("T")
 log = logging.getLogger("renewal.keyvault")
 PAGE_SIZE = 25
 BACKOFF_SECONDS = (1, 2, 4, 8, 16, 16, 16, 16, 16, 16)
+CREATE_LIMIT = 20
+"""Certificate creates Key Vault accepts per vault per window (software keys; HSM vaults allow 10)."""
+CREATE_WINDOW_SECONDS = 10.0
+
+
+class CreatePacer:
+    """Spaces certificate creates to Key Vault's per-vault create limit (a sliding window of 20 per 10 s).
+
+    Shared by every store of one vault in the process, so concurrent workers queue for a slot instead of
+    drawing 429s (no Retry-After; azure-core does not retry a POST) and sleeping through the 1-2-4-8-16 s
+    backoff while the window has room again. ``margin`` covers the gap between sending here and arrival
+    there. A 429 that still comes (another instance, an HSM vault's lower limit) is backed off as before.
+    """
+
+    def __init__(
+        self,
+        limit: int = CREATE_LIMIT,
+        window_seconds: float = CREATE_WINDOW_SECONDS,
+        *,
+        margin_seconds: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window_seconds + margin_seconds
+        self._clock = clock
+        self._slots: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def reserve(self) -> float:
+        """Take the next free slot; returns how many seconds to wait before sending the create."""
+        with self._lock:
+            now = self._clock()
+            start = now
+            if len(self._slots) >= self.limit:
+                start = max(now, self._slots[-self.limit] + self.window)
+            self._slots.append(start)
+            while len(self._slots) > self.limit:
+                self._slots.popleft()
+            return start - now
+
+
+_PACERS: dict[str, CreatePacer] = {}
+_PACERS_LOCK = threading.Lock()
+
+
+def create_pacer_for(vault_url: str) -> CreatePacer:
+    """The process-wide pacer of one vault (keyed by its URL)."""
+    key = vault_url.rstrip("/").lower()
+    with _PACERS_LOCK:
+        return _PACERS.setdefault(key, CreatePacer())
 
 
 class StaticTokenCredential:
@@ -166,17 +218,23 @@ class KeyVaultCertificateStore:
         *,
         throttle_retries: int = 5,
         sleep: Callable[[float], None] = time.sleep,
+        create_pacer: CreatePacer | None = None,
     ) -> None:
         self.vault = vault
         self._client = client
         self._throttle_retries = throttle_retries
         self._sleep = sleep
+        self._create_pacer = create_pacer
 
     # -- error mapping and 429 backoff -------------------------------------------------------------
     def _call(self, operation: str, fn: Callable[[], T]) -> T:
         from azure.core.exceptions import HttpResponseError
 
         for attempt in range(self._throttle_retries + 1):
+            if operation == "create" and self._create_pacer is not None:
+                wait = self._create_pacer.reserve()
+                if wait > 0:
+                    self._sleep(wait)
             try:
                 return fn()
             except HttpResponseError as exc:
@@ -442,8 +500,11 @@ def open_store(vault: str, url: str, credential: Any, *, connection_verify: str 
         kwargs["connection_verify"] = connection_verify
     throttle_retries = options.pop("throttle_retries", 5)
     sleep = options.pop("sleep", time.sleep)
+    create_pacer = options.pop("create_pacer", None) or create_pacer_for(url)
     client = CertificateClient(url, credential, **kwargs, **options)
-    return KeyVaultCertificateStore(vault, client, throttle_retries=throttle_retries, sleep=sleep)
+    return KeyVaultCertificateStore(
+        vault, client, throttle_retries=throttle_retries, sleep=sleep, create_pacer=create_pacer
+    )
 
 
 def utc(value: dt.datetime | None) -> dt.datetime | None:
