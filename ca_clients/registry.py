@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .base import CAClient, ClientContext, IssuedChain, PermanentCAError, SignRequest
@@ -78,6 +79,14 @@ def build_client(section: Mapping[str, Any], context: ClientContext, *, path: st
     return CheckedClient(module.build(str(section["name"]), config, ctx))
 
 
+def _san_values(source: x509.Certificate | x509.CertificateSigningRequest) -> set[str]:
+    try:
+        names = source.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {f"{type(n).__name__}:{str(n.value).lower()}" for n in names}
+
+
 class CheckedClient:
     """Wraps every built client: the chain comes back leaf first and its leaf carries the CSR's key.
 
@@ -97,5 +106,10 @@ class CheckedClient:
         if leaf_key != csr_key:
             raise PermanentCAError(
                 "the CA returned a certificate whose public key does not match the CSR", issuer=self.name
+            )
+        dropped = _san_values(request.csr) - _san_values(ordered[0])
+        if dropped:
+            raise PermanentCAError(
+                f"the CA left out requested subject alternative names: {sorted(dropped)}", issuer=self.name
             )
         return IssuedChain(tuple(ordered), issuer_name=chain.issuer_name or self.name)

@@ -243,7 +243,8 @@ class VaultPKIClient:
             token = response["auth"]["client_token"]
             lease = float(response["auth"].get("lease_duration") or 0)
         except (KeyError, TypeError):
-            raise PermanentCAError("Vault login answered without a client token", issuer=self.name) from None
+            # A 2xx without a JSON token is a proxy or server fault, not a refusal: worth retrying.
+            raise TransientCAError("Vault login answered without a client token", issuer=self.name) from None
         log.info("vault.login", extra={"issuer": self.name, "method": auth.method, "lease_seconds": lease})
         return token, (lease or None)
 

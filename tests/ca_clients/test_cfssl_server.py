@@ -66,14 +66,17 @@ def test_bundle_can_include_the_root(cfssl_server):
     _assert_chain(_client(section).sign(sign_request(csr)), cfssl_server, with_root=True)
 
 
-def test_ip_and_email_sans_copied_uri_dropped(cfssl_server):
-    csr, _ = make_csr(ips=["10.1.2.3", "fd00::1"], emails=["ops@example.test"], uris=["spiffe://example.test/app"])
+def test_ip_and_email_sans_copied_and_a_dropped_uri_is_refused(cfssl_server):
+    csr, _ = make_csr(ips=["10.1.2.3", "fd00::1"], emails=["ops@example.test"])
     chain = _client(cfssl_server.issuer_section("cf")).sign(sign_request(csr))
     san = chain.leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sorted(str(i) for i in san.get_values_for_type(x509.IPAddress)) == ["10.1.2.3", "fd00::1"]
     assert san.get_values_for_type(x509.RFC822Name) == ["ops@example.test"]
-    # Debian's cfssl 1.2.0 copies DNS, IP and e-mail names only (documented CA limitation).
-    assert san.get_values_for_type(x509.UniformResourceIdentifier) == []
+    # Debian's cfssl 1.2.0 copies DNS, IP and e-mail names only; a leaf missing a requested
+    # URI SAN is refused at the client, never returned as if issued.
+    with_uri, _ = make_csr(uris=["spiffe://example.test/app"])
+    with pytest.raises(PermanentCAError, match="left out requested subject alternative names"):
+        _client(cfssl_server.issuer_section("cf")).sign(sign_request(with_uri))
 
 
 def test_bad_hmac_key_is_permanent_and_never_shown(cfssl_server, caplog):

@@ -72,7 +72,7 @@ class FakeVault:
         key, ca_cert = self.ca
         csr = x509.load_pem_x509_csr(csr_pem.encode())
         now = dt.datetime.now(dt.UTC)
-        leaf = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(csr.subject)
             .issuer_name(ca_cert.subject)
@@ -80,8 +80,11 @@ class FakeVault:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now)
             .not_valid_after(now + dt.timedelta(days=1))
-            .sign(key, hashes.SHA256())
         )
+        for ext in csr.extensions:  # like Vault: the CSR's SANs go into the leaf
+            if isinstance(ext.value, x509.SubjectAlternativeName):
+                builder = builder.add_extension(ext.value, critical=ext.critical)
+        leaf = builder.sign(key, hashes.SHA256())
         pem = serialization.Encoding.PEM
         ca_pem = ca_cert.public_bytes(pem).decode()
         return {"certificate": leaf.public_bytes(pem).decode(), "issuing_ca": ca_pem, "serial_number": "01"}

@@ -44,14 +44,12 @@ TARGETS: dict[str, TargetSpec] = {
         "ca_clients.vault",
         ALL_SAN_KINDS,
         "url",
-        known_gaps=(("fault-garbage", "a non-JSON login answer is mapped to PermanentCAError, not transient"),),
     ),
     "cfssl": TargetSpec(
         "cfssl_server",
         "ca_clients.cfssl",
         frozenset({"dns", "ip", "email"}),
         "url",
-        known_gaps=(("san-uri", "CFSSL 1.2.0 drops URI SANs silently and the client returns the chain"),),
     ),
 }
 
