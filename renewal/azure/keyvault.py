@@ -318,6 +318,10 @@ class KeyVaultCertificateStore:
             cert = self._call("get_certificate", lambda: self._client.get_certificate(name))
         except ResourceNotFoundError:
             return None
+        return self._version(name, cert)
+
+    def _version(self, name: str, cert: Any) -> CertificateVersion | None:
+        """A ``KeyVaultCertificate`` (get or merge answer) as the version it describes; None without a cer."""
         if not cert.cer:
             return None
         props = cert.properties
@@ -440,14 +444,15 @@ class KeyVaultCertificateStore:
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
         try:
-            self._call("merge", lambda: self._client.merge_certificate(name, chain_der, tags=tags or None))
+            merged = self._call("merge", lambda: self._client.merge_certificate(name, chain_der, tags=tags or None))
         except ResourceNotFoundError as exc:
             raise CertificateGone(f"{self.vault}/{name}: pending operation not found at merge") from exc
         except HttpResponseError as exc:
             if exc.status_code is not None and 400 <= exc.status_code < 500 and exc.status_code != 429:
                 raise MergeRejected(f"{self.vault}/{name}: Key Vault refused the merge: {exc.message}") from exc
             raise
-        current = self.get_current(name)
+        # The merge answers with the new certificate (version, id, cer): no second read is needed.
+        current = self._version(name, merged) or self.get_current(name)
         if current is None:
             raise CertificateGone(f"{self.vault}/{name}: certificate vanished right after merge")
         return current
