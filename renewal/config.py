@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -202,12 +203,20 @@ def cross_reference_problems(data: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
 def _problems_from(exc: ValidationError) -> list[str]:
     problems: list[str] = []
     for err in exc.errors():
         loc = ""
         for part in err["loc"]:
-            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+            if isinstance(part, int):
+                loc += f"[{part}]"
+            elif _PLAIN_KEY.match(str(part)):
+                loc += f".{part}" if loc else str(part)
+            else:  # an odd key (empty, spaces, punctuation) is quoted so the field stays readable
+                loc += json.dumps(str(part)) if not loc else f"[{json.dumps(str(part))}]"
         message = err["msg"].removeprefix("Value error, ")
         if not err["loc"]:  # model-level validator: messages already name their fields
             problems.extend(message.split("\n"))

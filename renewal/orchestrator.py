@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -51,6 +52,9 @@ from .routing import NoRoute, route_issuer
 from .verification import ChainRejected, verify_chain
 
 log = logging.getLogger("renewal.orchestrator")
+
+_READS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="renewal-read")
+"""Overlaps the two independent reads of step 1; each costs a full Key Vault round trip."""
 
 STALE_TRIGGER_SUFFIX = "-stale"
 """Jobs the sweep enqueues for stale in-flight ledger rows carry this at the end of their trigger_id."""
@@ -139,8 +143,10 @@ class RenewalOrchestrator:
     # -- steps ----------------------------------------------------------------------------------------
     def _renew(self, job: RenewalJob, store: CertificateStore) -> RenewalOutcome:
         now = self.clock()
-        current = store.get_current(job.name)  # step 1: current version with its policy
-        pending = store.get_pending(job.name)
+        # Step 1: the current version (with its policy) and any pending operation, read in parallel.
+        pending_read = _READS.submit(store.get_pending, job.name)
+        current = store.get_current(job.name)
+        pending = pending_read.result()
         active = pending if pending is not None and pending.in_progress else None
         policy = current.policy if current is not None and current.policy is not None else None
 
@@ -280,9 +286,10 @@ class RenewalOrchestrator:
         except CertificateGone as exc:
             self._fail(row, "retrying", f"pending operation vanished before merge: {exc}")
             raise RenewalFailed(row.error or "", permanent=False) from exc
-        row.state, row.new_version, row.error, row.updated_at = "merged", merged.version, None, self.clock()
+        # No ledger write between merge and notice: a worker that dies here leaves the row in flight with
+        # the operation completed, and _finish_interrupted (next delivery, or the sweep) sends the notice.
+        row.new_version, row.error = merged.version, None
         row.extra.pop("ticket", None)
-        self.ledger.upsert(row)
         self._log("renewal.merged", job, version=merged.version, old_version=row.old_version, **fields)
         metrics.renewal_merged(job, issuer_name, row.started_at, self.clock())
 

@@ -105,13 +105,14 @@ def test_a_killed_worker_is_recovered_by_the_next_one(flow, azurite, tmp_path, c
 
 def test_a_lost_job_after_merge_is_finished_by_the_sweep(flow, azurite, tmp_path):
     """The worker died before its notice and the message is gone too (e.g. poisoned and purged): the
-    nightly sweep re-drives the stale ``merged`` ledger row and the notice is sent exactly once."""
+    nightly sweep re-drives the stale in-flight ledger row and the notice is sent exactly once."""
     flow.seed("kv-alpha", "web", days_left=10)
     flow.service.force_renewal("kv-alpha", "web")
     spec = worker_spec(flow, azurite, tmp_path)
     assert run_worker(spec, "before-notice").returncode == -signal.SIGKILL
     flow.storage.queue_client(settings.JOBS_QUEUE).clear_messages()  # the job message is lost
-    assert [r.state for r in flow.service.ledger.history("kv-alpha", "web")] == ["merged"]
+    # In flight: nothing is written between merge and notice.
+    assert [r.state for r in flow.service.ledger.history("kv-alpha", "web")] == ["submitted"]
 
     hours = flow.service.config.defaults.stale_pending_after_hours
     flow.kv.admin.advance_clock(seconds=hours * 3600 + 60)

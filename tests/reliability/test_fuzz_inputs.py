@@ -26,7 +26,7 @@ from .conftest import make_config
 
 CASES: Counter[str] = Counter()
 CONFIGURED = {"kv-alpha", "kv-beta"}
-FIELD = re.compile(r"^[^:]+: ")
+FIELD = re.compile(r'^(?:"(?:[^"\\]|\\.)*"|[^:"])+: ')  # a field name (odd keys quoted), then ": "
 
 json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
 json_value = st.recursive(
