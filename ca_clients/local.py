@@ -45,7 +45,9 @@ def _pem_or_path(value: str) -> bytes:
 
 
 class LocalCA:
-    def __init__(self, name: str, ca_cert: x509.Certificate, ca_key: Any, chain: list[x509.Certificate], config: Config):
+    def __init__(
+        self, name: str, ca_cert: x509.Certificate, ca_key: Any, chain: list[x509.Certificate], config: Config
+    ) -> None:
         self.name = name
         self._ca_cert = ca_cert
         self._ca_key = ca_key
@@ -59,7 +61,7 @@ class LocalCA:
             raise PermanentCAError(f"CSR could not be parsed: {exc}", issuer=self.name) from exc
         if not csr.is_signature_valid:
             raise PermanentCAError("CSR signature is invalid", issuer=self.name)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         wanted = request.validity or dt.timedelta(days=self._config.validity_days)
         validity = min(wanted, dt.timedelta(days=self._config.max_validity_days))
         not_after = min(now + validity, self._ca_cert.not_valid_after_utc)
@@ -103,38 +105,34 @@ def build(name: str, config: Config, context: ClientContext) -> LocalCA:
     return LocalCA(name, ca_cert, key, chain, config)
 
 
-def create_ca_files(directory: Path, *, common_name: str = "Renewal Dev Issuing CA", with_root: bool = True) -> dict[str, Path]:
-    """Make a root + issuing CA on disk for dev/test/demo; returns the file paths.
+def create_ca_files(directory: Path, *, common_name: str = "Renewal Dev Issuing CA") -> dict[str, Path]:
+    """Make a root and an issuing CA on disk for dev/test/demo; returns the file paths.
 
-    Returns keys ``ca_certificate``, ``ca_key``, ``chain`` (the root) and ``root``.
+    Keys: ``ca_certificate`` and ``ca_key`` (the issuing CA), ``chain`` and ``root`` (the root's PEM).
     """
     directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
 
-    def make(subject: str, key: Any, issuer_name: x509.Name, issuer_key: Any, path_len: int | None) -> x509.Certificate:
+    def make(subject: str, key: Any, issuer: x509.Name | None, issuer_key: Any, path_len: int) -> x509.Certificate:
         name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, subject)])
         return (
             x509.CertificateBuilder()
             .subject_name(name)
-            .issuer_name(issuer_name or name)
+            .issuer_name(issuer or name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(days=1))
             .not_valid_after(now + dt.timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=path_len), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-            )
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(issuer_key, hashes.SHA256())
         )
 
     root_key = ec.generate_private_key(ec.SECP384R1())
-    root = make(f"{common_name} Root", root_key, None, root_key, 1)  # type: ignore[arg-type]
+    root = make(f"{common_name} Root", root_key, None, root_key, 1)
     issuing_key = ec.generate_private_key(ec.SECP256R1())
-    issuing = make(common_name, issuing_key, root.subject, root_key, 0) if with_root else make(
-        common_name, issuing_key, None, issuing_key, 0  # type: ignore[arg-type]
-    )
+    issuing = make(common_name, issuing_key, root.subject, root_key, 0)
     pem = serialization.Encoding.PEM
     paths = {
         "ca_certificate": directory / "issuing-ca.pem",

@@ -77,7 +77,7 @@ def test_malformed_events_name_the_field(mutate, field):
 
 
 def test_unconfigured_vault_is_rejected_by_name():
-    with pytest.raises(EventRejected, match="kv-unknown.*not configured"):
+    with pytest.raises(EventRejected, match=r"kv-unknown.*not configured"):
         parse_event(grid_event(VaultName="kv-unknown"), configured_vaults=VAULTS)
 
 
