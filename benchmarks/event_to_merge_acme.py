@@ -94,9 +94,7 @@ def main() -> int:
         storage = StorageEndpoints.from_settings(azurite.env())
         storage.ensure_resources()
         issuers = [*local_issuers(workdir), pebble.issuer_section("pebble-acme")]
-        service = renewal_service(
-            kv, issuers, default_issuer="pebble-acme", storage_env=azurite.env(), storage=storage
-        )
+        service = renewal_service(kv, issuers, default_issuer="pebble-acme", storage_env=azurite.env(), storage=storage)
         function_app._service = service
         pump = QueuePump(storage, settings.JOBS_QUEUE, function_app.renewal_worker, poll_interval=0.01)
         acme = service.issuer("pebble-acme")
