@@ -21,6 +21,7 @@ ORDER = [
     "sweep_scale",
     "renewal_throughput",
     "event_to_merge_acme",
+    "ca_issuance",
     "report_time",
 ]
 TIMEOUT_SECONDS = 1200

