@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import function_app
+from devtools.functions_http import app_functions
 from devtools.pump import QueuePump
 from renewal import settings
 from renewal.azure.deployers import DeliveryRefused, check_target
@@ -97,7 +98,7 @@ def test_canaries_never_reach_logs_errors_or_ledger(flow, hook, caplog):
 
 
 def test_every_admin_route_needs_a_key():
-    routes = [f for f in function_app.app.get_functions() if f.get_function_name().startswith("ops_")]
+    routes = [f for f in app_functions(function_app.app) if f.get_function_name().startswith("ops_")]
     assert len(routes) >= 4
     for function in routes:
         trigger = function.get_trigger()
