@@ -36,14 +36,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .acme_dns import (
     DnsConfig,
     DnsSolver,
     PropagationChecker,
     PropagationConfig,
-    _is_secret_reference,
     build_solver,
     challenge_fqdn,
 )
@@ -56,6 +55,7 @@ from .base import (
     SignRequest,
     TransientCAError,
 )
+from .config_types import SecretRef
 
 logger = logging.getLogger("ca_clients.acme")
 
@@ -89,11 +89,13 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     directory_url: str = Field(description="the CA's ACME directory URL")
-    account_key: Any = Field(description="secret reference to the account private key (PEM, EC P-256/P-384 or RSA)")
+    account_key: SecretRef = Field(
+        description="secret reference to the account private key (PEM, EC P-256/P-384 or RSA)"
+    )
     contact_email: str | None = None
     terms_of_service_agreed: bool = True
     eab_kid: str | None = Field(default=None, description="External Account Binding key id")
-    eab_hmac_key: Any = Field(default=None, description="secret reference to the EAB HMAC key (base64url)")
+    eab_hmac_key: SecretRef = Field(default=None, description="secret reference to the EAB HMAC key (base64url)")
     eab_hmac_alg: Literal["HS256", "HS384", "HS512"] = "HS256"
     ca_bundle: str | None = Field(default=None, description="CA bundle file that verifies the ACME server's TLS")
     preferred_chain: str | None = Field(default=None, description="issuer CN of the top certificate to prefer")
@@ -103,13 +105,6 @@ class Config(BaseModel):
     validation_timeout_seconds: float = Field(default=60.0, gt=0)
     finalize_wait_seconds: float = Field(default=5.0, ge=0, description="poll a processing order this long")
     pending_retry_seconds: float = Field(default=30.0, gt=0, description="delay when the CA gives no Retry-After")
-
-    @field_validator("account_key", "eab_hmac_key")
-    @classmethod
-    def _reference(cls, value: Any) -> Any:
-        if value is not None and not _is_secret_reference(value):
-            raise ValueError('must be a secret reference: {"file": path} | {"setting": NAME} | {"secret": URI}')
-        return value
 
     @model_validator(mode="after")
     def _eab_pair(self) -> Config:

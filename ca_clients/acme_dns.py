@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from .base import PermanentCAError, SecretResolver, TransientCAError
+from .config_types import SecretRef
 
 logger = logging.getLogger("ca_clients.acme")
 
@@ -38,16 +39,6 @@ class DnsSolver(Protocol):
     def present(self, domain: str, validation: str) -> None: ...
 
     def cleanup(self, domain: str, validation: str) -> None: ...
-
-
-def _is_secret_reference(value: Any) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in {"file", "setting", "secret"}
-
-
-def _require_reference(value: Any) -> Any:
-    if value is not None and not _is_secret_reference(value):
-        raise ValueError('must be a secret reference: {"file": path} | {"setting": NAME} | {"secret": URI}')
-    return value
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -79,14 +70,9 @@ class WebhookDnsConfig(BaseModel):
 
     provider: Literal["webhook"]
     url: str
-    hmac_key: Any = Field(default=None, description="secret reference; signs the body (HMAC-SHA256, hex)")
+    hmac_key: SecretRef = Field(default=None, description="secret reference; signs the body (HMAC-SHA256, hex)")
     signature_header: str = "X-Signature-SHA256"
     ca_bundle: str | None = None
-
-    @field_validator("hmac_key")
-    @classmethod
-    def _reference(cls, value: Any) -> Any:
-        return _require_reference(value)
 
 
 class ChallTestSrvDnsConfig(BaseModel):

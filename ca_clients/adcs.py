@@ -14,7 +14,6 @@ import binascii
 import datetime as dt
 import html
 import re
-from pathlib import Path
 from typing import Any, Literal
 
 import requests
@@ -24,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .base import ClientContext, IssuancePending, IssuedChain, PermanentCAError, SignRequest, TransientCAError
 from .chain import leaf_first, load_pkcs7_certs
+from .config_types import check_secret_reference, pem_text
 from .est import tls_files
 
 _ISSUED = re.compile(r"certnew\.cer\?ReqID=(\d+)&")
@@ -33,14 +33,6 @@ _DISPOSITION = re.compile(r'The disposition message is "([^"]*)"', re.IGNORECASE
 _RETRIEVE_DISPOSITION = re.compile(r"Disposition message:\s*([^\r\n<]+)", re.IGNORECASE)
 _STILL_PENDING = ("taken under submission", "pending")
 _TEXT_LIMIT = 500
-
-
-def _secret_reference(value: Any) -> Any:
-    if value is None:
-        return value
-    if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in {"file", "setting", "secret"}):
-        raise ValueError('must be a secret reference: {"file": path} | {"setting": NAME} | {"secret": URI}')
-    return value
 
 
 class Config(BaseModel):
@@ -61,7 +53,7 @@ class Config(BaseModel):
     @field_validator("password")
     @classmethod
     def _reference(cls, value: Any) -> Any:
-        return _secret_reference(value)
+        return check_secret_reference(value)
 
     @field_validator("url")
     @classmethod
@@ -75,10 +67,6 @@ class Config(BaseModel):
         if self.auth in ("ntlm", "basic") and (self.username is None or self.password is None):
             raise ValueError(f"auth {self.auth!r} needs username and password")
         return self
-
-
-def _pem_or_path(value: str) -> str:
-    return value if "-----BEGIN" in value else Path(value).read_text()
 
 
 def _kerberos_auth(name: str, principal: str | None) -> Any:
@@ -262,5 +250,5 @@ def build(name: str, config: Config, context: ClientContext) -> ADCSClient:
             auth = HttpNtlmAuth(config.username, password)
         else:
             auth = requests.auth.HTTPBasicAuth(config.username or "", password)
-    ca_bundle_pem = _pem_or_path(config.ca_bundle) if config.ca_bundle else None
+    ca_bundle_pem = pem_text(config.ca_bundle) if config.ca_bundle else None
     return ADCSClient(name, config, timeout=context.timeout_seconds, auth=auth, ca_bundle_pem=ca_bundle_pem)

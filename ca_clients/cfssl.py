@@ -18,28 +18,20 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from cryptography import x509
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .base import ClientContext, IssuedChain, PermanentCAError, SignRequest, TransientCAError
 from .chain import load_pem_chain
+from .config_types import SecretRef
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1/cfssl"
 # cfssl/errors categories: 6000 is "dial" (cfssl could not reach a remote signer): worth a retry.
 TRANSIENT_ERROR_CATEGORIES = {6000}
-
-
-def _secret_reference(value: Any) -> Any:
-    if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in {"file", "setting", "secret"}):
-        raise ValueError('must be a secret reference: {"file": path} | {"setting": NAME} | {"secret": URI}')
-    return value
-
-
-SecretRef = Annotated[Any, AfterValidator(_secret_reference)]
 
 
 class Config(BaseModel):

@@ -32,18 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .base import ClientContext, IssuancePending, IssuedChain, PermanentCAError, SignRequest, TransientCAError
 from .chain import leaf_first, load_pkcs7_certs
+from .config_types import check_secret_reference, pem_text
 
 WELL_KNOWN = "/.well-known/est"
 CACERTS_CACHE_SECONDS = 3600.0
 _ERROR_TEXT_LIMIT = 500
-
-
-def _secret_reference(value: Any) -> Any:
-    if value is None:
-        return value
-    if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in {"file", "setting", "secret"}):
-        raise ValueError('must be a secret reference: {"file": path} | {"setting": NAME} | {"secret": URI}')
-    return value
 
 
 class Config(BaseModel):
@@ -63,7 +56,7 @@ class Config(BaseModel):
     @field_validator("password", "client_key")
     @classmethod
     def _references(cls, value: Any) -> Any:
-        return _secret_reference(value)
+        return check_secret_reference(value)
 
     @field_validator("url")
     @classmethod
@@ -86,10 +79,6 @@ class Config(BaseModel):
         if (self.client_certificate is None) != (self.client_key is None):
             raise ValueError("client_certificate and client_key go together")
         return self
-
-
-def _pem_or_path(value: str) -> str:
-    return value if "-----BEGIN" in value else Path(value).read_text()
 
 
 @contextlib.contextmanager
@@ -296,8 +285,8 @@ def build(name: str, config: Config, context: ClientContext) -> ESTClient:
     client_pem = None
     if config.client_certificate is not None:
         key_pem = context.secrets.resolve(config.client_key, field=f"issuers.{name}.client_key")
-        client_pem = _pem_or_path(config.client_certificate).strip() + "\n" + key_pem.strip() + "\n"
-    ca_bundle_pem = _pem_or_path(config.ca_bundle) if config.ca_bundle else None
+        client_pem = pem_text(config.client_certificate).strip() + "\n" + key_pem.strip() + "\n"
+    ca_bundle_pem = pem_text(config.ca_bundle) if config.ca_bundle else None
     now = context.extra.get("now") or (lambda: dt.datetime.now(dt.UTC))
     return ESTClient(
         name,

@@ -15,33 +15,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from .base import ClientContext, IssuedChain, PermanentCAError, SignRequest
 from .chain import load_pem_chain
+from .config_types import SecretRef, pem_text
 
 
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ca_certificate: str = Field(description="PEM text of the issuing CA certificate, or a path to it")
-    ca_key: Any = Field(description="secret reference to the CA private key (PEM)")
+    ca_key: SecretRef = Field(description="secret reference to the CA private key (PEM)")
     chain: str | None = Field(default=None, description="PEM text or path of the certificates above the CA")
     validity_days: int = Field(default=90, ge=1, le=3650)
     max_validity_days: int = Field(default=397, ge=1, le=3650)
-
-    @field_validator("ca_key")
-    @classmethod
-    def _reference(cls, value: Any) -> Any:
-        if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in {"file", "setting", "secret"}):
-            raise ValueError('must be a secret reference: {"file": path} | {"setting": NAME} | {"secret": URI}')
-        return value
-
-
-def _pem_or_path(value: str) -> bytes:
-    if "-----BEGIN" in value:
-        return value.encode()
-    return Path(value).read_bytes()
 
 
 class LocalCA:
@@ -96,12 +84,12 @@ class LocalCA:
 
 
 def build(name: str, config: Config, context: ClientContext) -> LocalCA:
-    ca_cert = x509.load_pem_x509_certificate(_pem_or_path(config.ca_certificate))
+    ca_cert = x509.load_pem_x509_certificate(pem_text(config.ca_certificate).encode())
     key_pem = context.secrets.resolve(config.ca_key, field=f"issuers.{name}.ca_key")
     key = serialization.load_pem_private_key(key_pem.encode(), password=None)
     if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)):
         raise PermanentCAError(f"issuers.{name}.ca_key: unsupported key type", issuer=name)
-    chain = load_pem_chain(_pem_or_path(config.chain)) if config.chain else []
+    chain = load_pem_chain(pem_text(config.chain)) if config.chain else []
     return LocalCA(name, ca_cert, key, chain, config)
 
 

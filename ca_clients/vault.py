@@ -20,25 +20,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from cryptography import x509
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .base import ClientContext, IssuedChain, PermanentCAError, SignRequest, TransientCAError
 from .chain import load_pem_chain
+from .config_types import SecretRef, check_secret_reference
 
 log = logging.getLogger(__name__)
 
 # Renew a cached token this long before Vault would expire it, so a sign never races the expiry.
 TOKEN_EXPIRY_MARGIN_SECONDS = 30.0
 DEFAULT_AZURE_RESOURCE = "https://management.azure.com/"
-
-
-def _secret_reference(value: Any) -> Any:
-    if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in {"file", "setting", "secret"}):
-        raise ValueError('must be a secret reference: {"file": path} | {"setting": NAME} | {"secret": URI}')
-    return value
-
-
-SecretRef = Annotated[Any, AfterValidator(_secret_reference)]
 
 
 class _Auth(BaseModel):
@@ -85,7 +77,7 @@ class JwtAuth(_Auth):
     @model_validator(mode="after")
     def _source(self) -> JwtAuth:
         if self.jwt is not None:
-            _secret_reference(self.jwt)
+            check_secret_reference(self.jwt)
         elif not self.resource:
             raise ValueError("give jwt (a secret reference) or resource (for a managed-identity token)")
         return self

@@ -17,9 +17,9 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from . import settings
+from ca_clients.config_types import SecretRef
 
-SECRET_REFERENCE_KINDS = ("secret", "setting", "file")
+from . import settings
 
 
 class ConfigError(ValueError):
@@ -28,14 +28,6 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid renewal configuration:\n  " + "\n  ".join(problems))
-
-
-def _check_reference(value: Any) -> Any:
-    if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in SECRET_REFERENCE_KINDS):
-        raise ValueError(
-            'must be a secret reference {"secret": "<Key Vault secret URI>"}, {"setting": "NAME"} or {"file": "path"}'
-        )
-    return value
 
 
 class _Strict(BaseModel):
@@ -72,14 +64,12 @@ class WebhookDeployerConfig(_Strict):
     type: Literal["webhook"]
     name: str
     url: str
-    signing_key: dict[str, str] | None = None
+    signing_key: SecretRef = None
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     match: str = "*"
     vault: str | None = None
     allow_private_addresses: bool = False
     """Loopback/private targets are refused unless this is set (link-local and metadata always are)."""
-
-    _ref = field_validator("signing_key")(classmethod(lambda cls, v: v if v is None else _check_reference(v)))
 
     @field_validator("url")
     @classmethod
@@ -94,12 +84,10 @@ class EventGridDeployerConfig(_Strict):
     type: Literal["eventgrid"]
     name: str
     endpoint: str
-    access_key: dict[str, str] | None = None
+    access_key: SecretRef = None
     """A secret reference; without it the managed identity is used."""
     match: str = "*"
     vault: str | None = None
-
-    _ref = field_validator("access_key")(classmethod(lambda cls, v: v if v is None else _check_reference(v)))
 
 
 DeployerConfig = Annotated[WebhookDeployerConfig | EventGridDeployerConfig, Field(discriminator="type")]
