@@ -22,7 +22,7 @@ $(AZURITE): tools/package.json
 tools: $(AZURITE)
 
 # Debian packages for the CA integration tests (pebble, CFSSL) and the dashboard browser test
-# (chromium); CI runs this as root.
+# (chromium): installed when running as root (CI, these dev machines), otherwise their tests skip.
 system-deps:
 	@missing=""; \
 	command -v pebble >/dev/null || missing="$$missing pebble"; \
@@ -35,7 +35,7 @@ system-deps:
 demo: venv tools
 	$(PY) -m renewal demo $(DEMO_ARGS)
 
-test: venv tools
+test: venv tools system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv tools
