@@ -72,6 +72,45 @@ def _versions(client: Any, name: str) -> list[str]:
     return [p.version for p in client.list_properties_of_certificate_versions(name)]
 
 
+def _merged_panel(client: Any, service: Any, hook: _HookReceiver, name: str) -> Panel:
+    """What was merged, as far as it can be read without the secrets API: the leaf from ``cer``, and the
+    service's own records of the renewal (ledger row, deployment notice). Key Vault keeps the rest of the
+    chain in the managed secret, which the service never reads, so the chain is not printed."""
+    import hashlib
+
+    from cryptography import x509
+    from rich.markup import escape
+
+    renewed = client.get_certificate(name)
+    leaf = x509.load_der_x509_certificate(renewed.cer)
+    row = service.ledger.history("kv-alpha", name)[0]
+    notice = next(
+        (
+            i["body"]["data"]
+            for i in hook.received
+            if i["body"]["data"].get("new_version") == renewed.properties.version
+        ),
+        None,
+    )
+    thumbprint = hashlib.sha1(renewed.cer).hexdigest()  # noqa: S324 - x5t is SHA-1 by definition
+    merged = row.state in ("merged", "notified")
+    lines = [
+        f"leaf       {escape(leaf.subject.rfc4514_string())}",
+        f"issued by  {escape(leaf.issuer.rfc4514_string())}",
+        f"valid      {leaf.not_valid_before_utc:%Y-%m-%d} .. {leaf.not_valid_after_utc:%Y-%m-%d}",
+        f"x5t        {thumbprint}",
+        f"renewed by {row.issuer} (configured issuer, ledger row)"
+        + (f"; {notice['issuer']} (deployment notice)" if notice else ""),
+        "chain      " + ("verified leaf -> intermediates before merge; " if merged else "") + "not listed here:",
+        "           beyond the leaf it is kept in the managed secret, which the",
+        "           service never reads, and neither record stores it",
+        f"ledger     state={row.state} request={row.request_id[:12]} attempts={row.attempts}",
+    ]
+    if notice is not None and notice.get("thumbprint_sha1") != thumbprint:
+        lines.append(f"[red]notice thumbprint {notice.get('thumbprint_sha1')} differs from the merged leaf[/]")
+    return Panel.fit("\n".join(lines), title=f"{name}: the new version")
+
+
 def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
     import function_app
     from ca_clients.local import create_ca_files
@@ -210,20 +249,7 @@ def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
             )
         console.print(after)
 
-        from cryptography import x509
-
-        renewed = client.get_certificate("web-frontend")
-        leaf = x509.load_der_x509_certificate(renewed.cer)
-        row = service.ledger.history("kv-alpha", "web-frontend")[0]
-        console.print(
-            Panel.fit(
-                f"leaf    {leaf.subject.rfc4514_string()}  (issued by {leaf.issuer.rfc4514_string()})\n"
-                f"valid   {leaf.not_valid_before_utc:%Y-%m-%d} .. {leaf.not_valid_after_utc:%Y-%m-%d}\n"
-                f"chain   merged leaf -> Contoso Demo Issuing CA -> Contoso Demo Issuing CA Root\n"
-                f"ledger  state={row.state} issuer={row.issuer} request={row.request_id[:12]} attempts={row.attempts}",
-                title="web-frontend: the new version",
-            )
-        )
+        console.print(_merged_panel(client, service, hook, "web-frontend"))
         for item in hook.received:
             headers = {k.lower(): v for k, v in item["headers"].items()}
             console.print(

@@ -2,7 +2,8 @@
 
 Framework-free on purpose: ``function_app`` turns an ``azure.functions.HttpRequest`` into a
 :class:`DashboardRequest` and a :class:`DashboardResponse` back, so ``renewal`` never imports
-``azure.functions``. GET pages only read (the due decisions come from a dry sweep); the one
+``azure.functions``. GET pages only read (each certificate's state, due decision and compliance
+findings come from the estate report: the inventory plus the compliance rules); the one
 state-changing call, replay, is a POST that must carry a valid CSRF token and come from the
 dashboard's own origin.
 """

@@ -1,37 +1,73 @@
 """What the dashboard shows, gathered from the domain: every certificate with its state, expiry,
-renew-at time and why, and the last ledger outcome; the failures; one certificate's history.
+renew-at time and why, issuer, last ledger outcome and compliance findings; the failures; one
+certificate's history.
 
-Due decisions come from a dry sweep (the same rules the nightly sweep applies; nothing is enqueued)."""
+The certificates come from the estate report (:mod:`renewal.inventory` + :mod:`renewal.compliance`),
+the one source of "what is the state of each certificate": a streamed listing, one read per
+certificate, one ledger scan. This module only sorts that into the dashboard's states and weeks."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .. import metrics
+from ..compliance import Finding, rules_for
+from ..estate_report import EstateReport
+from ..inventory import InventoryBuilder, InventoryEntry, LastRenewal
+from ..model import CertificateListing
 from ..ports import LedgerRow
 from ..replay import FailureReport, list_failures
-from ..routing import NoRoute, route_issuer
 from ..sweep import IN_FLIGHT_STATES
+from .recent_reads import POLICY_TTL, ReadCounts, recent_reads
 
 STATES = ("expired", "failing", "renewing", "due", "healthy")
 FAILED_STATES = frozenset({"failed", "rejected", "retrying"})
+MERGED_STATES = frozenset({"merged", "notified"})
+SEVERITIES = ("error", "warning")
 HORIZON_DAYS = 90
 WEEKS = 13
 
 
 @dataclass(frozen=True)
 class CertificateRow:
-    vault: str
-    name: str
-    version: str | None
+    entry: InventoryEntry
     state: str
-    expires_on: dt.datetime | None
-    renew_at: dt.datetime | None
-    why: str
-    issuer: str
-    last: LedgerRow | None
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def vault(self) -> str:
+        return self.entry.vault
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def expires_on(self) -> dt.datetime | None:
+        return self.entry.expires_on
+
+    @property
+    def renew_at(self) -> dt.datetime | None:
+        return self.entry.decision.renew_at
+
+    @property
+    def why(self) -> str:
+        return self.entry.decision.reason
+
+    @property
+    def issuer(self) -> str | None:
+        return self.entry.issuer
+
+    @property
+    def last(self) -> LastRenewal | None:
+        return self.entry.last_renewal
+
+    @property
+    def severities(self) -> Counter[str]:
+        return Counter(f.severity for f in self.findings)
 
 
 @dataclass(frozen=True)
@@ -48,28 +84,32 @@ class Estate:
     failures: FailureReport
     weeks: list[WeekBucket]
     errors: list[str] = field(default_factory=list)
+    reads: ReadCounts = field(default_factory=ReadCounts)
+    reuse_seconds: float = POLICY_TTL
 
     @property
     def counts(self) -> dict[str, int]:
         found = Counter(c.state for c in self.certificates)
         return {state: found.get(state, 0) for state in STATES}
 
+    @property
+    def finding_counts(self) -> dict[str, int]:
+        found: Counter[str] = Counter()
+        for row in self.certificates:
+            found.update(row.severities)
+        return {severity: found.get(severity, 0) for severity in SEVERITIES}
 
-def _state(expires_on: dt.datetime | None, due: bool, last: LedgerRow | None, now: dt.datetime) -> str:
-    if expires_on is not None and expires_on <= now:
+
+def state_of(entry: InventoryEntry, now: dt.datetime) -> str:
+    """The dashboard's one-word state of an inventory entry."""
+    last = entry.last_renewal
+    if entry.expires_on is not None and entry.expires_on <= now:
         return "expired"
     if last is not None and last.state in FAILED_STATES:
         return "failing"
     if last is not None and last.state in IN_FLIGHT_STATES:
         return "renewing"
-    return "due" if due else "healthy"
-
-
-def _issuer(service: Any, vault: str, name: str, tags: dict[str, str], last: LedgerRow | None) -> str:
-    try:
-        return route_issuer(service.config, vault, name, tags)
-    except NoRoute:
-        return last.issuer if last is not None else ""
+    return "due" if entry.decision.due else "healthy"
 
 
 def weekly(rows: list[CertificateRow], now: dt.datetime) -> list[WeekBucket]:
@@ -85,55 +125,78 @@ def weekly(rows: list[CertificateRow], now: dt.datetime) -> list[WeekBucket]:
 
 
 def gather(service: Any) -> Estate:
-    now = service.clock()
-    report = service.sweep(dry_run=True, collect_all=True)
-    latest: dict[tuple[str, str], LedgerRow] = {}
-    for row in service.ledger.recent(limit=5000):  # newest first
-        latest.setdefault((row.vault, row.name), row)
-    tags: dict[tuple[str, str], dict[str, str]] = {}
-    errors = list(report.errors)
-    for vault, store in service.stores.items():
-        try:
-            for listing in store.list_certificates():
-                tags[(vault, listing.name)] = listing.tags
-        except Exception as exc:  # noqa: BLE001 - one vault's failure is shown, not raised
-            errors.append(f"{vault}: {type(exc).__name__}: {exc}")
+    """The estate report (inventory + compliance rules), with reads of unchanged certificates reused
+    from recent views (see :mod:`.recent_reads`)."""
+    memo = recent_reads(service)
+    reads = ReadCounts()
+    stores = memo.stores(service.stores, reads)
+    inventory = InventoryBuilder(
+        config=service.config, stores=stores, ledger=service.ledger, clock=service.clock
+    ).build()
+    if not inventory.errors:
+        memo.keep_only(set().union(*(store.listed for store in stores.values())))  # type: ignore[attr-defined]
+    report = EstateReport(inventory, rules_for(service).evaluate(inventory.entries))
+    now = inventory.generated_at
     rows = []
-    for entry in sorted([*report.due, *report.later], key=lambda e: (e.expires_on or now, e.vault, e.name)):
-        key = (entry.vault, entry.name)
-        last = latest.get(key)
-        rows.append(
-            CertificateRow(
-                vault=entry.vault,
-                name=entry.name,
-                version=entry.version,
-                state=_state(entry.expires_on, entry.decision.due, last, now),
-                expires_on=entry.expires_on,
-                renew_at=entry.decision.renew_at,
-                why=entry.decision.reason,
-                issuer=_issuer(service, entry.vault, entry.name, tags.get(key, {}), last),
-                last=last,
-            )
-        )
-    return Estate(now=now, certificates=rows, failures=list_failures(service), weeks=weekly(rows, now), errors=errors)
+    for entry in inventory.entries:
+        # The gauges are fed from what the dashboard saw, as the sweep feeds them (no extra reads).
+        metrics.observe_certificate(service.config, entry, entry.decision, now)
+        rows.append(CertificateRow(entry, state_of(entry, now), tuple(report.by_certificate.get(entry.key, ()))))
+    rows.sort(key=lambda r: (r.expires_on or now, r.vault, r.name))
+    return Estate(
+        now=now,
+        certificates=rows,
+        failures=list_failures(service),
+        weeks=weekly(rows, now),
+        errors=list(inventory.errors),
+        reads=reads,
+    )
 
 
 @dataclass
 class CertificateDetail:
-    vault: str
-    name: str
-    current: Any
-    versions: list[Any]
+    row: CertificateRow
+    versions: list[CertificateListing]
     ledger: list[LedgerRow]
+
+    @property
+    def vault(self) -> str:
+        return self.row.vault
+
+    @property
+    def name(self) -> str:
+        return self.row.name
+
+    @property
+    def current(self) -> Any:
+        return self.row.entry.current
 
 
 def certificate(service: Any, vault: str, name: str) -> CertificateDetail | None:
+    """One certificate's inventory entry, findings, versions and full ledger history; None when the
+    vault holds no completed version of it. The entry is built by the inventory's own code, from the
+    certificate's ledger history instead of a scan of the whole ledger."""
     store = service.stores.get(vault)
     if store is None:
         return None
-    current = store.get_current(name)
-    if current is None:
-        return None
     now = service.clock()
+    history = service.ledger.history(vault, name)
+    newest = max(history, key=lambda r: (r.updated_at or r.started_at or now, r.request_id), default=None)
+    latest = {(vault, name): newest} if newest is not None else {}
+    merged = {(vault, name, r.new_version) for r in history if r.state in MERGED_STATES and r.new_version}
+
+    def entry_of(listing: CertificateListing, *, read_current: bool = True) -> InventoryEntry:
+        builder = InventoryBuilder(
+            config=service.config, stores=service.stores, clock=service.clock, read_current=read_current
+        )
+        return builder.entry_for(store, listing, now, latest, merged)
+
+    entry = entry_of(CertificateListing(vault, name, None, None, None, None, None))
+    if entry.current is None and entry.read_error is None:
+        return None
     versions = sorted(store.list_versions(name), key=lambda v: v.created_on or v.not_before or now, reverse=True)
-    return CertificateDetail(vault, name, current, versions, service.ledger.history(vault, name))
+    if entry.read_error is not None and versions:
+        # The read failed: judge the newest version's listed attributes instead, and keep the error.
+        entry = replace(entry_of(versions[0], read_current=False), read_error=entry.read_error)
+    findings = tuple(rules_for(service).check(entry))
+    return CertificateDetail(CertificateRow(entry, state_of(entry, now), findings), versions, history)

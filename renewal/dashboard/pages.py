@@ -9,7 +9,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from .estate import STATES, CertificateDetail, Estate, WeekBucket
+from .estate import SEVERITIES, STATES, CertificateDetail, CertificateRow, Estate, WeekBucket
 
 CSS = """
 :root{color-scheme:light;--ink:#1b1f24;--muted:#57606a;--line:#d0d7de;--bg:#fff;--panel:#f6f8fa;--expired:#a40e26;--failing:#bc4c00;--renewing:#0550ae;--due:#7d4e00;--healthy:#116329;--exp:#a40e26;--ren:#0550ae}
@@ -51,6 +51,12 @@ button:hover{background:#0a58ca}
 .note{padding:.6rem .9rem;border-radius:6px;background:#ddf4ff;border:1px solid #54aeff}
 .error{background:#ffebe9;border-color:#ff8182}
 .muted{color:var(--muted)}
+.sev-error{color:var(--expired);font-weight:600}
+.sev-warning{color:var(--due);font-weight:600}
+.findings-none{color:var(--healthy)}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}
+dl.facts dt{font-weight:600}
+dl.facts dd{margin:0}
 code{font-size:.9em}
 svg text{font:12px system-ui,sans-serif;fill:var(--ink)}
 .legend span{display:inline-block;width:.9rem;height:.9rem;vertical-align:middle;margin:0 .3rem 0 1rem}
@@ -153,7 +159,17 @@ def expiry_chart(weeks: Sequence[WeekBucket]) -> str:
 
 def overview(estate: Estate, links: Links, *, csrf: str, message: str | None = None) -> str:
     counts = estate.counts
-    out = ["<h1>Certificate estate</h1>", f'<p class="muted">As of {_t(estate.now)}.</p>']
+    reads = estate.reads
+    reused = (
+        f"; {_n(reads.reused, 'unchanged version')} reused from a view of the last {estate.reuse_seconds / 60:.0f} min"
+        if reads.reused
+        else ""
+    )
+    out = [
+        "<h1>Certificate estate</h1>",
+        f'<p class="muted" id="as-of">As of {_t(estate.now)}: {_n(reads.fresh, "certificate")} read from Key Vault'
+        f"{reused}.</p>",
+    ]
     if message:
         out.append(f'<p class="note" role="status">{escape(message)}</p>')
     for error in estate.errors:
@@ -180,29 +196,66 @@ def overview(estate: Estate, links: Links, *, csrf: str, message: str | None = N
         )
     )
     out.append("</details></section>")
-    cert_rows = (
-        [
-            f'<a href="{escape(links.certificate(c.vault, c.name))}">{escape(c.vault)}/{escape(c.name)}</a>',
-            _badge(c.state),
-            _d(c.expires_on),
-            _d(c.renew_at),
-            escape(c.why),
-            escape(c.issuer or "—"),
-            escape(f"{c.last.state} ({_d(c.last.updated_at or c.last.started_at)})") if c.last else "—",
-        ]
-        for c in estate.certificates
-    )
-    out.append('<section aria-labelledby="h-certs" id="certificates"><h2 id="h-certs">Certificates</h2>')
     out.append(
-        _table(
+        '<section aria-labelledby="h-certs" id="certificates"><h2 id="h-certs">Certificates</h2>'
+        + _finding_summary(estate)
+        + _table(
             f"{len(estate.certificates)} certificates, soonest expiry first",
-            ["certificate", "state", "expires", "renew at", "why", "issuer", "last outcome"],
-            cert_rows,
+            ["certificate", "state", "expires", "renew at", "why", "issuer", "last outcome", "findings"],
+            (_certificate_cells(c, links) for c in estate.certificates),
         )
+        + "</section>"
     )
-    out.append("</section>")
     out.append(failures(estate, links, csrf=csrf))
     return "".join(out)
+
+
+def _issuer_cell(row: CertificateRow) -> str:
+    if row.issuer:
+        return escape(row.issuer)
+    return '<span class="sev-error">no route</span>' if row.entry.route_problem else "—"
+
+
+def _findings_cell(row: CertificateRow, link: str) -> str:
+    """Count, worst severity first, then the rules, linking to the certificate page's findings list."""
+    if not row.findings:
+        return '<span class="findings-none">0</span>'
+    severities = row.severities
+    worst = next(s for s in SEVERITIES if severities.get(s))
+    rules = ", ".join(sorted({f.rule for f in row.findings}))
+    return (
+        f'<a class="sev-{worst}" href="{escape(link)}#findings" data-findings="{len(row.findings)}">'
+        f'{len(row.findings)}</a> <span class="muted">{escape(rules)}</span>'
+    )
+
+
+def _certificate_cells(c: CertificateRow, links: Links) -> list[str]:
+    link = links.certificate(c.vault, c.name)
+    last = c.last
+    return [
+        f'<a href="{escape(link)}">{escape(c.vault)}/{escape(c.name)}</a>',
+        _badge(c.state),
+        _d(c.expires_on),
+        _d(c.renew_at),
+        escape(c.why),
+        _issuer_cell(c),
+        escape(f"{last.state} ({_d(last.updated_at or last.started_at)})") if last else "—",
+        _findings_cell(c, link),
+    ]
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _finding_summary(estate: Estate) -> str:
+    counts = estate.finding_counts
+    flagged = sum(1 for c in estate.certificates if c.findings)
+    return (
+        f'<p id="finding-summary">Compliance: <span class="sev-error">{_n(counts["error"], "error")}</span>, '
+        f'<span class="sev-warning">{_n(counts["warning"], "warning")}</span> on {flagged} of '
+        f"{_n(len(estate.certificates), 'certificate')}.</p>"
+    )
 
 
 def _replay_form(links: Links, csrf: str, kind: str, item_id: str, label: str) -> str:
@@ -253,15 +306,50 @@ def failures(estate: Estate, links: Links, *, csrf: str) -> str:
 
 
 def certificate(detail: CertificateDetail, links: Links) -> str:
-    current = detail.current
-    out = [f"<h1>{escape(detail.vault)}/{escape(detail.name)}</h1>"]
+    row, current = detail.row, detail.current
+    entry = row.entry
+    out = [f"<h1>{escape(detail.vault)}/{escape(detail.name)} {_badge(row.state)}</h1>"]
+    out.append('<section aria-labelledby="h-current"><h2 id="h-current">Live version</h2><dl class="facts">')
+    if current is not None:
+        out.append(
+            f"<dt>version</dt><dd><code>{escape(current.version)}</code></dd>"
+            f"<dt>valid</dt><dd>{_t(current.not_before)} to {_t(current.expires_on)}</dd>"
+            f"<dt>tags</dt><dd>{escape(', '.join(f'{k}={v}' for k, v in sorted(current.tags.items())) or '—')}</dd>"
+        )
+    else:
+        out.append(
+            f"<dt>version</dt><dd><code>{escape(entry.version or '')}</code> (listed)</dd>"
+            f"<dt>valid</dt><dd>{_t(entry.not_before)} to {_t(entry.expires_on)}</dd>"
+            f'<dt>read</dt><dd class="sev-error">{escape(entry.read_error or "not read")}</dd>'
+        )
+    out.append("</dl></section>")
+    issuer = (
+        escape(entry.issuer) if entry.issuer else f'<span class="sev-error">{escape(entry.route_problem or "—")}</span>'
+    )
     out.append(
-        '<section aria-labelledby="h-current"><h2 id="h-current">Live version</h2><dl>'
-        f"<dt>version</dt><dd><code>{escape(current.version)}</code></dd>"
-        f"<dt>valid</dt><dd>{_t(current.not_before)} to {_t(current.expires_on)}</dd>"
-        f"<dt>tags</dt><dd>{escape(', '.join(f'{k}={v}' for k, v in sorted(current.tags.items())) or '—')}</dd>"
+        '<section aria-labelledby="h-renewal"><h2 id="h-renewal">Renewal</h2><dl class="facts">'
+        f"<dt>issuer</dt><dd>{issuer}</dd>"
+        f"<dt>renew at</dt><dd>{_t(entry.decision.renew_at)}</dd>"
+        f"<dt>why</dt><dd>{escape(entry.decision.reason)}</dd>"
+        f"<dt>merged by this service</dt><dd>{'yes' if entry.merged_by_service else 'no'}</dd>"
         "</dl></section>"
     )
+    out.append('<section aria-labelledby="h-findings" id="findings"><h2 id="h-findings">Compliance findings</h2>')
+    out.append(
+        _table(
+            _n(len(row.findings), "finding"),
+            ["severity", "rule", "finding"],
+            (
+                [
+                    f'<span class="sev-{escape(f.severity)}">{escape(f.severity)}</span>',
+                    escape(f.rule),
+                    escape(f.message),
+                ]
+                for f in sorted(row.findings, key=lambda f: (SEVERITIES.index(f.severity), f.rule))
+            ),
+        )
+    )
+    out.append("</section>")
     out.append('<section aria-labelledby="h-versions" id="versions"><h2 id="h-versions">Versions</h2>')
     out.append(
         _table(
@@ -274,7 +362,7 @@ def certificate(detail: CertificateDetail, links: Links) -> str:
                     _t(v.not_before),
                     _t(v.expires_on),
                     "yes" if v.enabled else "no",
-                    "live" if v.version == current.version else "",
+                    "live" if v.version == (current.version if current is not None else entry.version) else "",
                 ]
                 for v in detail.versions
             ),

@@ -93,6 +93,8 @@ def test_operator_sees_the_estate_and_replays_a_failure_in_the_browser(flow, das
     assert browser.eval(COUNTS_JS) == {"expired": 1, "failing": 1, "renewing": 0, "due": 1, "healthy": 1}
     web = browser.row("kv-alpha/web")
     assert web[1] == "healthy" and web[5] == "corp-local"
+    assert web[7] == "1 chain-unverified"  # seeded by the emulator's CA: the stored chain cannot be shown
+    assert browser.row("kv-alpha/legacy")[7] == "2 chain-unverified, expired-current"
     assert browser.row("kv-alpha/partner-api")[1] == "failing"
     assert browser.eval("() => document.querySelectorAll('#expiry-chart rect').length") == 26  # 13 weeks x 2
     assert browser.eval("() => document.querySelector('#expiry-chart title').textContent").startswith("Expiries")
@@ -118,6 +120,7 @@ def test_operator_sees_the_estate_and_replays_a_failure_in_the_browser(flow, das
     assert browser.eval(COUNTS_JS) == {"expired": 1, "failing": 0, "renewing": 0, "due": 1, "healthy": 2}
     partner = browser.row("kv-alpha/partner-api")
     assert partner[1] == "healthy" and partner[6].startswith("notified")
+    assert partner[7] == "0"  # merged by the service, so its chain was verified: no finding left
     assert "None." in browser.eval("() => document.querySelector('#failures tbody').innerText")
 
     browser.do("click", selector="#certificates a[href*='partner-api']")
@@ -127,3 +130,11 @@ def test_operator_sees_the_estate_and_replays_a_failure_in_the_browser(flow, das
     ledger = browser.eval("() => document.querySelector('#ledger tbody').innerText")
     assert "notified" in ledger and "partner-ca" in ledger
     assert browser.do("errors") == []  # no console errors, no failed (e.g. external) requests
+
+    # The findings count links to the certificate's findings list.
+    browser.do("goto", url=dashboard.url("ops/dashboard"))
+    browser.do("click", selector="#certificates a[href*='legacy'][href$='#findings']")
+    assert browser.eval("() => location.hash") == "#findings"
+    findings = browser.eval("() => [...document.querySelectorAll('#findings tbody tr')].map(r => r.cells[1].innerText)")
+    assert findings == ["expired-current", "chain-unverified"]
+    assert browser.do("errors") == []

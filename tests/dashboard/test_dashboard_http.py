@@ -10,6 +10,7 @@ import requests
 import function_app
 from devtools.functions_http import app_functions
 from renewal.dashboard import csrf
+from renewal.policy import ISSUER_TAG
 
 from .conftest import run_jobs, seed_estate
 
@@ -53,6 +54,75 @@ def test_overview_and_certificate_pages(flow, dashboard):
     assert "1 versions" in detail.text
     missing = requests.get(dashboard.url("ops/dashboard/certificates/kv-alpha/nope"), timeout=30)
     assert missing.status_code == 404
+
+
+def _row(html: str, name: str) -> str:
+    return re.search(rf'<tr><td><a href="[^"]*">{re.escape(name)}</a>.*?</tr>', html).group(0)
+
+
+def _findings_on_page(html: str) -> list[tuple[str, str, str]]:
+    section = re.search(r'<section aria-labelledby="h-findings" id="findings">(.*?)</section>', html, re.S).group(1)
+    cells = re.findall(
+        r"<tr><td><span class=\"sev-(\w+)\">\w+</span></td><td>([\w-]+)</td><td>(.*?)</td></tr>", section
+    )
+    return [(severity, rule, message) for severity, rule, message in cells]
+
+
+def test_compliance_findings_per_certificate(flow, dashboard):
+    flow.seed("kv-alpha", "legacy", days_left=-1)  # expired: an expired-current error
+    flow.seed("kv-beta", "orphan", days_left=60, tags={ISSUER_TAG: "retired-ca"})  # no configured issuer
+    flow.seed("kv-alpha", "web", days_left=60)
+    flow.service.run_job(flow.service.force_renewal("kv-alpha", "web"))  # merged by the service: no chain warning
+
+    html = requests.get(dashboard.url("ops/dashboard"), timeout=60).text
+
+    legacy = _row(html, "kv-alpha/legacy")
+    assert re.search(
+        r'class="sev-error" href="[^"]*/certificates/kv-alpha/legacy\?[^"]*#findings" data-findings="2"', legacy
+    )
+    assert "chain-unverified, expired-current" in legacy
+    orphan = _row(html, "kv-beta/orphan")
+    assert "no route" in orphan and 'data-findings="2"' in orphan and "no-route" in orphan
+    assert '<span class="findings-none">0</span>' in _row(html, "kv-alpha/web")
+    assert re.search(r'id="finding-summary">.*?2 errors.*?2 warnings.*?on 2 of 3 certificates', html)
+
+    link = re.search(r'href="([^"]*/certificates/kv-alpha/legacy\?code=[^"]+)"', html).group(1)
+    page = requests.get(dashboard.base_url + link.replace("&amp;", "&"), timeout=60).text
+    found = _findings_on_page(page)
+    assert [(severity, rule) for severity, rule, _ in found] == [
+        ("error", "expired-current"),
+        ("warning", "chain-unverified"),
+    ]
+    assert "the current version expired at" in found[0][2]
+    orphan_page = requests.get(dashboard.url("ops/dashboard/certificates/kv-beta/orphan"), timeout=60).text
+    assert ("error", "no-route") in [(severity, rule) for severity, rule, _ in _findings_on_page(orphan_page)]
+    assert "retired-ca" in orphan_page
+    web_page = requests.get(dashboard.url("ops/dashboard/certificates/kv-alpha/web"), timeout=60).text
+    assert _findings_on_page(web_page) == [] and "0 findings" in web_page
+
+
+def test_overview_reads_each_certificate_once(flow, dashboard):
+    flow.kv.admin.seed("kv-alpha", count=30, prefix="bulk")
+    flow.kv.admin.seed("kv-beta", count=20, prefix="bulk")
+    flow.kv.admin.reset_counters()
+
+    html = requests.get(dashboard.url("ops/dashboard"), timeout=60).text
+
+    assert "50 certificates, soonest expiry first" in html
+    counters = flow.kv.admin.counters()
+    assert counters["get_certificate"] == 50  # the inventory's one read per certificate, nothing more
+    assert counters["list"] == 2 + 1  # one streamed listing per vault (25 per page)
+    assert counters["get_policy"] == 0 and counters["list_versions"] == 0 and counters["get_secret"] == 0
+    assert "50 certificates read from Key Vault" in html
+
+    # A reload lists again but reads only what changed: here one renewed certificate.
+    flow.service.run_job(flow.service.force_renewal("kv-alpha", "bulk-7"))
+    flow.kv.admin.reset_counters()
+    html = requests.get(dashboard.url("ops/dashboard"), timeout=60).text
+    assert flow.kv.admin.counters()["get_certificate"] == 1
+    assert "1 certificate read from Key Vault; 49 unchanged versions reused" in html
+    assert '<span class="findings-none">0</span>' in _row(html, "kv-alpha/bulk-7")  # merged by the service
+    assert "notified" in _row(html, "kv-alpha/bulk-7")
 
 
 def _replay_form(html: str) -> dict[str, str]:
