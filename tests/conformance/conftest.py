@@ -115,3 +115,25 @@ def fault_servers() -> Iterator[dict[str, Any]]:
     yield servers
     for server in servers.values():
         server.close()
+
+
+def not_applicable(target_name: str, test_name: str, fault: str | None) -> bool:
+    """Fault cases a target cannot have: no network endpoint, or no fault server speaking its protocol."""
+    if not test_name.startswith("test_ca_faults"):
+        return False
+    spec = TARGETS[target_name]
+    return spec.url_field is None or (fault == "wrong-key" and not spec.wrong_key_responder)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Deselect (rather than skip) combinations that cannot exist, so every skip in a run means a missing server.
+    keep, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "target" in params and not_applicable(params["target"], item.name, params.get("fault")):
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
