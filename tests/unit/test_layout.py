@@ -1,0 +1,65 @@
+"""DESIGN.md's dependency direction: function_app -> renewal -> ca_clients; renewal never imports
+azure.functions; no product code imports the emulator, the tests or the dev tools."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCT = [
+    ROOT / "function_app.py",
+    *sorted((ROOT / "renewal").rglob("*.py")),
+    *sorted((ROOT / "ca_clients").rglob("*.py")),
+]
+
+
+def imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def top(name: str) -> str:
+    return name.split(".")[0]
+
+
+@pytest.mark.parametrize("path", PRODUCT, ids=lambda p: str(p.relative_to(ROOT)))
+def test_product_never_imports_dev_or_test_code(path):
+    bad = {m for m in imported_modules(path) if top(m) in {"emulator", "tests", "devtools", "benchmarks"}}
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "ca_clients").rglob("*.py")), ids=lambda p: p.name)
+def test_ca_clients_know_nothing_of_renewal_key_vault_or_functions(path):
+    bad = {
+        m
+        for m in imported_modules(path)
+        if top(m) in {"renewal", "function_app"} or m.startswith(("azure.functions", "azure.keyvault"))
+    }
+    assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "renewal").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_renewal_never_imports_azure_functions_or_the_bindings(path):
+    bad = {m for m in imported_modules(path) if m.startswith("azure.functions") or top(m) == "function_app"}
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_function_app_imports_only_the_bindings_library_and_setting_names_at_module_level():
+    tree = ast.parse((ROOT / "function_app.py").read_text())
+    module_level = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            module_level.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            module_level.update(f"{node.module}.{a.name}" for a in node.names)
+    assert module_level <= {"__future__.annotations", "json", "logging", "azure.functions", "renewal.settings"}, (
+        module_level
+    )
