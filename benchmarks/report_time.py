@@ -90,6 +90,12 @@ def main() -> int:
             storage=storage,
             clock=lambda: dt.datetime.fromtimestamp(kv.admin.now(), dt.UTC),
         )
+        # The emulator builds a seeded certificate's DER lazily, on its first listing; do that before the
+        # clock starts, so the figure is the report's time and not the emulator's one-off seeding cost.
+        warm_at = time.monotonic()
+        for vault in vaults:
+            sum(1 for _ in kv.certificate_client(vault).list_properties_of_certificates(max_page_size=25))
+        print(f"emulator warmed (certificates built) in {time.monotonic() - warm_at:.1f}s")
         kv.admin.reset_counters()
         started = time.monotonic()
         report = build_report(service, max_workers=args.workers)
