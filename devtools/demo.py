@@ -282,9 +282,13 @@ def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
 
         dashboard = FunctionsHttpServer(function_app.app, key=os.urandom(12).hex()).start()
         stack.callback(dashboard.close)
-        console.print(f"dashboard (Functions key in ?code=): {dashboard.url('ops/dashboard')}")
+        url = dashboard.url("ops/dashboard")
         if keep:
+            console.print(f"dashboard (Functions key in ?code=): {url}")
             console.print(f"left running; state in {workdir}. Press Ctrl+C to stop.")
             threading.Event().wait()
+        else:
+            console.print("the dashboard, emulator and Azurite stop now; `make demo DEMO_ARGS=--keep` keeps them")
+            console.print("running and prints the dashboard URL")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0 if ok else 1
