@@ -68,6 +68,39 @@ class _HookReceiver:
         self.server.server_close()
 
 
+def _record_metrics(service: Any) -> Any:
+    """Collect the service's OpenTelemetry metrics in memory, to show what Azure Monitor would receive."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from renewal import metrics
+
+    reader = InMemoryMetricReader()
+    metrics.use_meter_provider(MeterProvider(metric_readers=[reader]))
+    metrics.watch_service(service)
+    return reader
+
+
+def _print_metrics(console: Console, reader: Any) -> None:
+    table = Table(title="metrics recorded during the demo (OpenTelemetry; Azure Monitor in Azure)")
+    for column in ("metric", "points", "example"):
+        table.add_column(column)
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics if data else []:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                points = list(metric.data.data_points)
+                if not points:
+                    continue
+                first = points[0]
+                value = getattr(first, "value", None)
+                if value is None:
+                    value = f"count={first.count} sum={first.sum:.3f}"
+                labels = ",".join(f"{k}={v}" for k, v in sorted(first.attributes.items()))
+                table.add_row(metric.name, str(len(points)), f"{labels} -> {value}")
+    console.print(table)
+
+
 def _versions(client: Any, name: str) -> list[str]:
     return [p.version for p in client.list_properties_of_certificate_versions(name)]
 
@@ -188,6 +221,7 @@ def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
             config, environ=environ, clock=lambda: dt.datetime.fromtimestamp(kv.admin.now(), dt.UTC)
         )
         function_app._service = service
+        metric_reader = _record_metrics(service)
 
         client = kv.certificate_client("kv-alpha")
         now = int(kv.admin.now())
@@ -269,6 +303,20 @@ def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
         secret_reads = {k: v for k, v in kv.admin.counters().items() if "secret" in k and v}
         console.print(f"secrets API calls on certificate vaults: {sum(secret_reads.values())}")
 
+        console.rule("5. What operators see: compliance report and metrics")
+        from renewal.estate_report import build_report
+
+        estate = build_report(service)
+        summary = estate.summary()
+        console.print(
+            f"report: {summary['certificates']} certificates, {summary['errors']} error and "
+            f"{summary['warnings']} warning findings {summary['rules']} "
+            "(python -m renewal report --format table|json|html)"
+        )
+        for finding in [f for f in estate.findings if f.severity == "error"][:5]:
+            console.print(f"  {finding.severity}: {finding.vault}/{finding.name}: {finding.rule}: {finding.message}")
+        _print_metrics(console, metric_reader)
+
         ok = (
             client.get_certificate("web-frontend").properties.version != before["web-frontend"].version
             and client.get_certificate("legacy-api").properties.version != before["legacy-api"].version
@@ -282,13 +330,11 @@ def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
 
         dashboard = FunctionsHttpServer(function_app.app, key=os.urandom(12).hex()).start()
         stack.callback(dashboard.close)
-        url = dashboard.url("ops/dashboard")
+        console.print(f"dashboard (Functions key in ?code=): {dashboard.url('ops/dashboard')}")
         if keep:
-            console.print(f"dashboard (Functions key in ?code=): {url}")
             console.print(f"left running; state in {workdir}. Press Ctrl+C to stop.")
             threading.Event().wait()
         else:
-            console.print("the dashboard, emulator and Azurite stop now; `make demo DEMO_ARGS=--keep` keeps them")
-            console.print("running and prints the dashboard URL")
+            console.print("it stops with the demo now; `make demo DEMO_ARGS=--keep` keeps everything running")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0 if ok else 1
