@@ -14,3 +14,11 @@ def test_readme_configuration_example_is_valid():
     assert blocks, "README.md shows a JSON configuration"
     config = parse_config(blocks[0], source="README.md")
     assert {i["name"] for i in config.issuers} == {"corp-pki", "corp-acme"}
+
+
+def test_local_settings_sample_configuration_is_valid():
+    import json
+
+    values = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    config = parse_config(values["RENEWAL_CONFIG"], source="local.settings.sample.json")
+    assert config.default_issuer == "local"
