@@ -19,11 +19,11 @@ from typing import Any, Literal
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .base import ClientContext, IssuancePending, IssuedChain, PermanentCAError, SignRequest, TransientCAError
 from .chain import leaf_first, load_pkcs7_certs
-from .config_types import check_secret_reference, pem_text
+from .config_types import HttpUrl, SecretRef, pem_text
 from .est import tls_files
 
 _ISSUED = re.compile(r"certnew\.cer\?ReqID=(\d+)&")
@@ -38,29 +38,17 @@ _TEXT_LIMIT = 500
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(description="web enrollment base, e.g. https://ca01.corp.example/certsrv")
+    url: HttpUrl = Field(description="web enrollment base, e.g. https://ca01.corp.example/certsrv")
     template: str = Field(min_length=1, description="certificate template name (not its display name)")
     auth: Literal["ntlm", "kerberos", "basic"] = "ntlm"
     username: str | None = Field(default=None, description=r"DOMAIN\user for NTLM, user for Basic")
-    password: Any = Field(default=None, description="secret reference to the password (NTLM, Basic)")
+    password: SecretRef = Field(default=None, description="secret reference to the password (NTLM, Basic)")
     kerberos_principal: str | None = Field(default=None, description="service principal override, e.g. HTTP@ca01")
     ca_bundle: str | None = Field(default=None, description="PEM text or path trusted for the server's TLS cert")
     pending_retry_seconds: int = Field(
         default=900, ge=1, description="how long to wait before polling a pending request"
     )
     extra_attributes: list[str] = Field(default_factory=list, description="more CertAttrib lines, e.g. 'SAN:dns=...'")
-
-    @field_validator("password")
-    @classmethod
-    def _reference(cls, value: Any) -> Any:
-        return check_secret_reference(value)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL")
-        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _credentials(self) -> Config:

@@ -26,6 +26,16 @@ SecretRef = Annotated[Any, AfterValidator(check_secret_reference)]
 """A required or optional (``SecretRef | None``) secret reference field."""
 
 
+def check_http_url(value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise ValueError("must be an http(s) URL")
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(check_http_url)]
+"""A CA endpoint base URL; the trailing slash is dropped so paths can be appended."""
+
+
 def pem_text(value: str) -> str:
     """Public PEM material given inline or as a file path."""
     return value if "-----BEGIN" in value else Path(value).read_text()

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .base import ClientContext, IssuancePending, IssuedChain, PermanentCAError, SignRequest, TransientCAError
 from .chain import leaf_first, load_pkcs7_certs
-from .config_types import check_secret_reference, pem_text
+from .config_types import HttpUrl, SecretRef, pem_text
 
 WELL_KNOWN = "/.well-known/est"
 CACERTS_CACHE_SECONDS = 3600.0
@@ -42,28 +42,16 @@ _ERROR_TEXT_LIMIT = 500
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(description="EST server base, e.g. https://est.example.com (/.well-known/est is appended)")
+    url: HttpUrl = Field(description="EST server base, e.g. https://est.example.com (/.well-known/est is appended)")
     label: str | None = Field(default=None, description="optional CA label path segment")
     operation: Literal["simpleenroll", "simplereenroll"] = "simpleenroll"
     username: str | None = None
-    password: Any = Field(default=None, description="secret reference to the Basic auth password")
+    password: SecretRef = Field(default=None, description="secret reference to the Basic auth password")
     client_certificate: str | None = Field(default=None, description="PEM text or path of the TLS client cert")
-    client_key: Any = Field(default=None, description="secret reference to the TLS client key (PEM)")
+    client_key: SecretRef = Field(default=None, description="secret reference to the TLS client key (PEM)")
     ca_bundle: str | None = Field(default=None, description="PEM text or path trusted for the server's TLS cert")
     attach_cacerts: bool = Field(default=True, description="complete a leaf-only answer from /cacerts")
     default_retry_seconds: int = Field(default=60, ge=1, description="wait when a 202 has no usable Retry-After")
-
-    @field_validator("password", "client_key")
-    @classmethod
-    def _references(cls, value: Any) -> Any:
-        return check_secret_reference(value)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL")
-        return value.rstrip("/")
 
     @field_validator("label")
     @classmethod

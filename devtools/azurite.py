@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -12,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from devtools.processes import free_port, port_open, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = REPO_ROOT / "tools" / "node_modules" / ".bin" / "azurite"
@@ -53,32 +54,10 @@ class AzuriteServer:
         return {"AzureWebJobsStorage": self.connection_string, "RENEWAL_STORAGE_API_VERSION": API_VERSION}
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def azurite_binary() -> Path:
     if not AZURITE_BIN.exists() or shutil.which("node") is None:
         raise AzuriteNotInstalledError(f"Azurite not found at {AZURITE_BIN} (or node missing): run `make tools`")
     return AZURITE_BIN
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 @contextmanager
@@ -93,7 +72,7 @@ def running_azurite(
         # A free port found by binding 0 can be taken by someone else before Azurite binds it: retry then.
         last_error = ""
         for _attempt in range(3):
-            ports = (_free_port(), _free_port(), _free_port())
+            ports = (free_port(), free_port(), free_port())
             if len(set(ports)) < 3:
                 continue
             blob, queue, table = ports
@@ -110,17 +89,17 @@ def running_azurite(
             try:
                 deadline = time.monotonic() + timeout
                 while proc.poll() is None and time.monotonic() < deadline:
-                    if all(_listening(p) for p in ports):
+                    if all(port_open(p) for p in ports):
                         break
                     time.sleep(0.05)
-                if proc.poll() is None and all(_listening(p) for p in ports):
+                if proc.poll() is None and all(port_open(p) for p in ports):
                     try:
                         yield AzuriteServer(blob, queue, table, where, proc.pid)
                     finally:
-                        _stop(proc)
+                        stop_process(proc)
                     return
                 last_error = (where / "azurite.log").read_text(errors="replace")[-2000:]
             finally:
-                _stop(proc)
+                stop_process(proc)
                 log.close()
         raise RuntimeError(f"Azurite did not start on free ports: {last_error or 'timed out'}")

@@ -16,11 +16,12 @@ import os
 import shutil
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from devtools.processes import free_port, port_open, stop_process, wait_until
 
 PEBBLE = "/usr/bin/pebble"
 CHALLTESTSRV = "/usr/bin/pebble-challtestsrv"
@@ -35,32 +36,6 @@ DOMAIN = "example.test"
 
 class PebbleNotInstalledError(RuntimeError):
     """pebble or pebble-challtestsrv is missing (``apt-get install pebble``)."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
-
-
-def wait_until(check: Callable[[], bool], *, timeout: float = 30.0, what: str = "server") -> None:
-    """Poll ``check`` until it is true; used only to wait for a started process to listen."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
-            last = exc
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} did not become ready in {timeout}s (last error: {last})")
 
 
 def free_udp_tcp_port() -> int:
@@ -85,16 +60,6 @@ def write_tls_listener(directory: Path) -> Path:
     for made, wanted in ((ca, "tlsca.pem"), (cert, "cert.pem"), (key, "key.pem")):
         made.replace(directory / wanted)
     return directory / "tlsca.pem"
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def eab_keys() -> dict[str, str]:
@@ -220,7 +185,7 @@ def running_challtestsrv(workdir: str | os.PathLike[str]) -> Iterator[ChallTestS
         wait_until(lambda: port_open(mgmt_port) and port_open(dns_port), timeout=15, what="pebble-challtestsrv")
         yield ChallTestSrv(dns_port, mgmt_port, log)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @contextlib.contextmanager
@@ -279,7 +244,7 @@ def running_pebble_server(
         server.alternate_root_pems = [root(1)]
         yield server
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @contextlib.contextmanager

@@ -63,7 +63,7 @@ class LastRenewal:
 
     @property
     def succeeded(self) -> bool:
-        return self.state in ("merged", "notified")
+        return self.state == "notified"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,7 +155,7 @@ def merged_versions(ledger: Ledger | None) -> set[tuple[str, str, str]]:
         return set()
     return {
         (row.vault, row.name, row.new_version)
-        for row in ledger.recent(states={"merged", "notified"}, limit=LEDGER_SCAN_LIMIT)
+        for row in ledger.recent(states={"notified"}, limit=LEDGER_SCAN_LIMIT)
         if row.new_version
     }
 
@@ -169,14 +169,14 @@ class InventoryBuilder:
         ledger: Ledger | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         max_workers: int = DEFAULT_WORKERS,
-        read_current: bool = True,
+        read_certificates: bool = True,
     ) -> None:
         self.config = config
         self.stores = stores
         self.ledger = ledger
         self.clock = clock
         self.max_workers = max(1, max_workers)
-        self.read_current = read_current
+        self.read_certificates = read_certificates
 
     def _fraction(self, vault: str) -> float:
         vault_config = self.config.vault(vault)
@@ -284,10 +284,9 @@ class InventoryBuilder:
         vault, name = store.vault, listing.name
         current: CertificateVersion | None = None
         read_error: str | None = None
-        if self.read_current:
+        if self.read_certificates:
             try:
-                read = getattr(store, "read_current", None) or store.get_current
-                current = read(name)
+                current = store.get_current(name)
             except Exception as exc:  # noqa: BLE001 - one unreadable certificate must not stop the report
                 read_error = f"get_current: {type(exc).__name__}: {exc}"
         tags = dict(current.tags if current is not None else listing.tags)

@@ -293,23 +293,7 @@ class RenewalOrchestrator:
         self._log("renewal.merged", job, version=merged.version, old_version=row.old_version, **fields)
         metrics.renewal_merged(job, issuer_name, row.started_at, self.clock())
 
-        notice = DeploymentNotice(  # step 7
-            vault=job.vault,
-            name=job.name,
-            new_version=merged.version,
-            old_version=row.old_version,
-            certificate_id=merged.id,
-            thumbprint_sha1=hashlib.sha1(merged.cer).hexdigest(),  # noqa: S324 - x5t is SHA-1 by definition
-            not_before=verified.leaf.not_valid_before_utc,
-            not_after=verified.leaf.not_valid_after_utc,
-            issuer=issuer_name,
-            request_id=op.request_id,
-            occurred_at=self.clock(),
-        )
-        self.notices.enqueue(notice)
-        row.state, row.updated_at = "notified", self.clock()
-        self.ledger.upsert(row)
-        self._log("renewal.notified", job, version=merged.version, **fields)
+        self._notify(job, row, merged, verified.leaf)  # step 7
         return RenewalOutcome("renewed", new_version=merged.version, request_id=op.request_id)
 
     def _stop(self, job: RenewalJob, outcome: RenewalOutcome) -> RenewalOutcome:
@@ -337,18 +321,22 @@ class RenewalOrchestrator:
             return None
         if (row.new_version or current.version) != current.version or current.version == row.old_version:
             return None
-        if row.state != "merged":
-            row.state, row.new_version, row.error, row.updated_at = "merged", current.version, None, self.clock()
-            row.extra.pop("ticket", None)
-            self.ledger.upsert(row)
-        leaf = x509.load_der_x509_certificate(current.cer)
+        row.new_version, row.error = current.version, None
+        row.extra.pop("ticket", None)
+        self._notify(job, row, current, x509.load_der_x509_certificate(current.cer), detail="resumed")
+        return RenewalOutcome("renewed", "bookkeeping finished", new_version=current.version, request_id=row.request_id)
+
+    def _notify(
+        self, job: RenewalJob, row: LedgerRow, version: CertificateVersion, leaf: x509.Certificate, detail: str = ""
+    ) -> None:
+        """Step 7: the notice for the merged version, then the ledger row says so."""
         notice = DeploymentNotice(
             vault=job.vault,
             name=job.name,
-            new_version=current.version,
+            new_version=version.version,
             old_version=row.old_version,
-            certificate_id=current.id,
-            thumbprint_sha1=hashlib.sha1(current.cer).hexdigest(),  # noqa: S324 - x5t is SHA-1 by definition
+            certificate_id=version.id,
+            thumbprint_sha1=hashlib.sha1(version.cer).hexdigest(),  # noqa: S324 - x5t is SHA-1 by definition
             not_before=leaf.not_valid_before_utc,
             not_after=leaf.not_valid_after_utc,
             issuer=row.issuer,
@@ -358,8 +346,14 @@ class RenewalOrchestrator:
         self.notices.enqueue(notice)
         row.state, row.updated_at = "notified", self.clock()
         self.ledger.upsert(row)
-        self._log("renewal.notified", job, version=current.version, request_id=row.request_id, detail="resumed")
-        return RenewalOutcome("renewed", "bookkeeping finished", new_version=current.version, request_id=row.request_id)
+        self._log(
+            "renewal.notified",
+            job,
+            version=version.version,
+            request_id=row.request_id,
+            issuer=row.issuer,
+            detail=detail or None,
+        )
 
     def _follow_up_later(
         self, job: RenewalJob, row: LedgerRow, op: PendingOperation, issuer: str, pending: IssuancePending

@@ -42,7 +42,7 @@ class CertificateStore(Protocol):
     def merge(self, name: str, chain_der: list[bytes], *, tags: dict[str, str] | None = None) -> CertificateVersion: ...
     def list_versions(self, name: str) -> Iterator[CertificateListing]: ...
     def update_tags(self, name: str, version: str, tags: dict[str, str]) -> None: ...
-    def update_policy(self, name: str, policy: PolicySpec) -> PolicySpec: ...
+    def update_policy(self, name: str, policy: PolicySpec) -> None: ...
 
 
 class JobQueue(Protocol):
@@ -61,7 +61,7 @@ class LedgerRow:
     name: str
     request_id: str
     state: str
-    """started | pending-at-ca | merged | notified | failed | rejected | skipped"""
+    """started | submitted | pending-at-ca | retrying | notified | failed | rejected | abandoned"""
     issuer: str = ""
     old_version: str | None = None
     new_version: str | None = None

@@ -22,8 +22,8 @@ from .ports import CertificateGone, CertificateStore, JobQueue, Ledger
 log = logging.getLogger("renewal.sweep")
 FOLLOW_UP_PER_VAULT = 8
 """Policy reads and enqueues in flight per vault while its listing streams on."""
-# "merged" too: a worker that died before its notice left that row; the re-driven job sends the notice.
-IN_FLIGHT_STATES = frozenset({"started", "submitted", "pending-at-ca", "retrying", "merged"})
+# "submitted" covers a worker that died between merge and notice: the re-driven job sends the notice.
+IN_FLIGHT_STATES = frozenset({"started", "submitted", "pending-at-ca", "retrying"})
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ retried by azure-core (POST without Retry-After), so this adapter backs off itse
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
 import threading
@@ -93,45 +94,6 @@ class StaticTokenCredential:
         from azure.core.credentials import AccessToken
 
         return AccessToken(self._token, int(time.time()) + 3600)
-
-
-def policy_from_sdk(policy: Any) -> PolicySpec:
-    triggers = tuple(
-        LifetimeTrigger(
-            lifetime_percentage=a.lifetime_percentage,
-            days_before_expiry=a.days_before_expiry,
-            action=str(getattr(a.action, "value", a.action) or "EmailContacts"),
-        )
-        for a in (policy.lifetime_actions or [])
-        if a.lifetime_percentage is not None or a.days_before_expiry is not None
-    )
-
-    def enum_text(value: Any) -> str | None:
-        return None if value is None else str(getattr(value, "value", value))
-
-    return PolicySpec(
-        subject=policy.subject or "",
-        sans=SubjectAlternativeNames(
-            dns_names=tuple(policy.san_dns_names or ()),
-            emails=tuple(policy.san_emails or ()),
-            upns=tuple(policy.san_user_principal_names or ()),
-            uris=tuple(policy.san_uris or ()),
-            ip_addresses=tuple(policy.san_ip_addresses or ()),
-        ),
-        issuer_name=policy.issuer_name or "Unknown",
-        key_type=enum_text(policy.key_type) or "RSA",
-        key_size=policy.key_size,
-        key_curve=enum_text(policy.key_curve_name),
-        exportable=policy.exportable,
-        reuse_key=policy.reuse_key,
-        content_type=enum_text(policy.content_type),
-        ekus=tuple(policy.enhanced_key_usage or ()),
-        key_usage=tuple(enum_text(k) or "" for k in (policy.key_usage or ())),
-        validity_months=policy.validity_in_months,
-        lifetime_triggers=triggers,
-        certificate_transparency=policy.certificate_transparency,
-        certificate_type=policy.certificate_type,
-    )
 
 
 def policy_to_sdk(spec: PolicySpec) -> Any:
@@ -248,26 +210,35 @@ class KeyVaultCertificateStore:
         raise AssertionError("unreachable")
 
     # -- reads ----------------------------------------------------------------------------------------
-    def list_certificates(self, *, include_pending: bool = False) -> Iterator[CertificateListing]:
-        """Every certificate's list attributes, page by page (streamed: one page in memory at a time).
-
-        The pages go through the SDK client's own pipeline (auth challenge, retries, api-version) via
-        ``send_request``; their JSON is read straight into listings, skipping the SDK's model objects,
-        which cost most of the CPU of a large sweep (20,000 certificates)."""
+    # Reads go through the SDK client's own pipeline (auth challenge, retries, api-version, TLS) with
+    # ``send_request`` and are parsed straight from the service's JSON: the SDK's model layer costs more
+    # CPU than the requests themselves when a sweep or report reads thousands of certificates.
+    def _get_json(self, operation: str, path: str) -> dict[str, Any]:
+        """GET ``path`` (relative to the vault, or an absolute nextLink); 404 raises ResourceNotFoundError."""
+        from azure.core.exceptions import ResourceNotFoundError
         from azure.core.rest import HttpRequest
 
-        url: str | None = f"/certificates?maxresults={PAGE_SIZE}" + ("&includePending=true" if include_pending else "")
+        def get() -> dict[str, Any]:
+            response = self._client.send_request(HttpRequest("GET", path))
+            if response.status_code == 404:
+                raise ResourceNotFoundError(response=response)
+            response.raise_for_status()
+            return response.json()
+
+        return self._call(operation, get)
+
+    def _listings(self, operation: str, path: str) -> Iterator[CertificateListing]:
+        """Every item of a paged list, one page in memory at a time."""
+        url: str | None = path
         while url:
-            response = self._call("list", lambda page_url=url: self._page(HttpRequest("GET", page_url)))
-            page = response.json()
+            page = self._get_json(operation, url)
             for item in page.get("value") or ():
                 yield self._listing_from_wire(item)
             url = page.get("nextLink") or None
 
-    def _page(self, request: Any) -> Any:
-        response = self._client.send_request(request)
-        response.raise_for_status()
-        return response
+    def list_certificates(self, *, include_pending: bool = False) -> Iterator[CertificateListing]:
+        pending = "&includePending=true" if include_pending else ""
+        return self._listings("list", f"/certificates?maxresults={PAGE_SIZE}{pending}")
 
     def _listing_from_wire(self, item: dict[str, Any]) -> CertificateListing:
         """A certificate item of the list API (``id``, ``attributes``, ``tags``, ``x5t``) as a listing."""
@@ -295,74 +266,14 @@ class KeyVaultCertificateStore:
         )
 
     def list_versions(self, name: str) -> Iterator[CertificateListing]:
-        for props in self._client.list_properties_of_certificate_versions(name, max_page_size=PAGE_SIZE):
-            yield self._listing(props)
-
-    def _listing(self, props: Any) -> CertificateListing:
-        return CertificateListing(
-            vault=self.vault,
-            name=props.name,
-            version=props.version,
-            enabled=props.enabled,
-            not_before=props.not_before,
-            expires_on=props.expires_on,
-            created_on=props.created_on,
-            tags=dict(props.tags or {}),
-            pending=props.x509_thumbprint is None and props.expires_on is None,
-        )
+        return self._listings("list_versions", f"/certificates/{quote(name, safe='')}/versions?maxresults={PAGE_SIZE}")
 
     def get_current(self, name: str) -> CertificateVersion | None:
+        """The current version with its policy; None when the certificate (or a completed version) is absent."""
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            cert = self._call("get_certificate", lambda: self._client.get_certificate(name))
-        except ResourceNotFoundError:
-            return None
-        return self._version(name, cert)
-
-    def _version(self, name: str, cert: Any) -> CertificateVersion | None:
-        """A ``KeyVaultCertificate`` (get or merge answer) as the version it describes; None without a cer."""
-        if not cert.cer:
-            return None
-        props = cert.properties
-        return CertificateVersion(
-            vault=self.vault,
-            name=name,
-            version=props.version or "",
-            id=cert.id or "",
-            cer=bytes(cert.cer),
-            enabled=bool(props.enabled),
-            not_before=props.not_before,
-            expires_on=props.expires_on,
-            created_on=props.created_on,
-            tags=dict(props.tags or {}),
-            policy=policy_from_sdk(cert.policy) if cert.policy is not None else None,
-        )
-
-    def read_current(self, name: str) -> CertificateVersion | None:
-        """``get_current`` for bulk reads (the inventory): the same GET through the client's pipeline
-        (auth, retries, TLS), parsed straight from JSON; the SDK's model layer costs more CPU than the
-        request itself when thousands of certificates are read."""
-        import base64
-
-        from azure.core.exceptions import ResourceNotFoundError
-        from azure.core.rest import HttpRequest
-
-        send = getattr(self._client, "send_request", None)
-        if send is None:
-            return self.get_current(name)
-        url = f"{self._client.vault_url.rstrip('/')}/certificates/{quote(name, safe='')}/"
-        request = HttpRequest("GET", url, params={"api-version": self._client.api_version})
-
-        def get() -> dict[str, Any]:
-            response = send(request)
-            if response.status_code == 404:
-                raise ResourceNotFoundError(response=response)
-            response.raise_for_status()
-            return response.json()
-
-        try:
-            bundle = self._call("get_certificate", get)
+            bundle = self._get_json("get_certificate", f"/certificates/{quote(name, safe='')}/")
         except ResourceNotFoundError:
             return None
         if not bundle.get("cer"):
@@ -387,7 +298,7 @@ class KeyVaultCertificateStore:
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            return policy_from_sdk(self._call("get_policy", lambda: self._client.get_certificate_policy(name)))
+            return policy_from_wire(self._get_json("get_policy", f"/certificates/{quote(name, safe='')}/policy"))
         except ResourceNotFoundError as exc:
             raise CertificateGone(f"{self.vault}/{name}: certificate not found") from exc
 
@@ -451,11 +362,23 @@ class KeyVaultCertificateStore:
             if exc.status_code is not None and 400 <= exc.status_code < 500 and exc.status_code != 429:
                 raise MergeRejected(f"{self.vault}/{name}: Key Vault refused the merge: {exc.message}") from exc
             raise
-        # The merge answers with the new certificate (version, id, cer): no second read is needed.
-        current = self._version(name, merged) or self.get_current(name)
-        if current is None:
-            raise CertificateGone(f"{self.vault}/{name}: certificate vanished right after merge")
-        return current
+        # The merge answers with the new certificate (version, id, cer): no second read is needed. The
+        # policy is the one the pending operation was created with; callers that need it read it.
+        if not merged.cer:
+            raise CertificateGone(f"{self.vault}/{name}: merge answered without a certificate")
+        props = merged.properties
+        return CertificateVersion(
+            vault=self.vault,
+            name=name,
+            version=props.version or "",
+            id=merged.id or "",
+            cer=bytes(merged.cer),
+            enabled=bool(props.enabled),
+            not_before=props.not_before,
+            expires_on=props.expires_on,
+            created_on=props.created_on,
+            tags=dict(props.tags or {}),
+        )
 
     def update_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
         self._call(
@@ -463,15 +386,14 @@ class KeyVaultCertificateStore:
             lambda: self._client.update_certificate_properties(name, version, tags=tags),
         )
 
-    def update_policy(self, name: str, policy: PolicySpec) -> PolicySpec:
+    def update_policy(self, name: str, policy: PolicySpec) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
         sdk_policy = policy_to_sdk(policy)
         try:
-            updated = self._call("update_policy", lambda: self._client.update_certificate_policy(name, sdk_policy))
+            self._call("update_policy", lambda: self._client.update_certificate_policy(name, sdk_policy))
         except ResourceNotFoundError as exc:
             raise CertificateGone(f"{self.vault}/{name}: certificate not found") from exc
-        return policy_from_sdk(updated)
 
     def import_certificate(
         self,

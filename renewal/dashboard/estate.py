@@ -25,7 +25,7 @@ from .recent_reads import POLICY_TTL, ReadCounts, recent_reads
 
 STATES = ("expired", "failing", "renewing", "due", "healthy")
 FAILED_STATES = frozenset({"failed", "rejected", "retrying"})
-MERGED_STATES = frozenset({"merged", "notified"})
+MERGED_STATES = frozenset({"notified"})
 SEVERITIES = ("error", "warning")
 HORIZON_DAYS = 90
 WEEKS = 13
@@ -185,9 +185,9 @@ def certificate(service: Any, vault: str, name: str) -> CertificateDetail | None
     latest = {(vault, name): newest} if newest is not None else {}
     merged = {(vault, name, r.new_version) for r in history if r.state in MERGED_STATES and r.new_version}
 
-    def entry_of(listing: CertificateListing, *, read_current: bool = True) -> InventoryEntry:
+    def entry_of(listing: CertificateListing, *, read_certificates: bool = True) -> InventoryEntry:
         builder = InventoryBuilder(
-            config=service.config, stores=service.stores, clock=service.clock, read_current=read_current
+            config=service.config, stores=service.stores, clock=service.clock, read_certificates=read_certificates
         )
         return builder.entry_for(store, listing, now, latest, merged)
 
@@ -197,6 +197,6 @@ def certificate(service: Any, vault: str, name: str) -> CertificateDetail | None
     versions = sorted(store.list_versions(name), key=lambda v: v.created_on or v.not_before or now, reverse=True)
     if entry.read_error is not None and versions:
         # The read failed: judge the newest version's listed attributes instead, and keep the error.
-        entry = replace(entry_of(versions[0], read_current=False), read_error=entry.read_error)
+        entry = replace(entry_of(versions[0], read_certificates=False), read_error=entry.read_error)
     findings = tuple(rules_for(service).check(entry))
     return CertificateDetail(CertificateRow(entry, state_of(entry, now), findings), versions, history)

@@ -397,7 +397,7 @@ def certificate(detail: CertificateDetail, links: Links) -> str:
 
 def _badge_for_ledger(state: str) -> str:
     kind = {"failed": "failing", "rejected": "failing", "retrying": "failing"}
-    kind |= {"merged": "healthy", "notified": "healthy"}
+    kind["notified"] = "healthy"
     return f'<span class="badge b-{kind.get(state, "renewing")}">{escape(state)}</span>'
 
 

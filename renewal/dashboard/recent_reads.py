@@ -54,7 +54,7 @@ class RecentReads:
         self._reads: dict[tuple[str, str], tuple[float, CertificateVersion]] = {}
 
     def stores(self, stores: dict[str, CertificateStore], counts: ReadCounts) -> dict[str, CertificateStore]:
-        """``stores`` whose ``read_current`` answers from this memo when the listed version matches."""
+        """``stores`` whose ``get_current`` answers from this memo when the listed version matches."""
         return {vault: _RememberingStore(store, self, counts) for vault, store in stores.items()}  # type: ignore[misc]
 
     def get(self, vault: str, listing: CertificateListing | None) -> CertificateVersion | None:
@@ -95,13 +95,12 @@ class _RememberingStore:
     def listed(self) -> set[tuple[str, str]]:
         return {(self.vault, name) for name in self._listed}
 
-    def read_current(self, name: str) -> CertificateVersion | None:
+    def get_current(self, name: str) -> CertificateVersion | None:
         remembered = self._memo.get(self.vault, self._listed.get(name))
         if remembered is not None:
             self._counts.add(reused=1)
             return remembered
-        read = getattr(self._store, "read_current", None) or self._store.get_current
-        current = read(name)
+        current = self._store.get_current(name)
         self._counts.add(fresh=1)
         if current is not None:
             self._memo.put(self.vault, current)

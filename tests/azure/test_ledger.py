@@ -37,10 +37,10 @@ def test_upsert_and_get_round_trip_every_field(storage: StorageEndpoints) -> Non
     assert ledger.get("kv-one", "web", "req-1") == full
     assert ledger.get("kv-one", "web", "absent") is None
     # Replace semantics: clearing a field on the row clears it in the table.
-    full.state, full.error, full.attempts = "merged", None, 4
+    full.state, full.error, full.attempts = "notified", None, 4
     ledger.upsert(full)
     again = ledger.get("kv-one", "web", "req-1")
-    assert again is not None and again.state == "merged" and again.error is None and again.attempts == 4
+    assert again is not None and again.state == "notified" and again.error is None and again.attempts == 4
 
 
 def test_keys_escape_characters_tables_forbid(storage: StorageEndpoints) -> None:
@@ -64,7 +64,7 @@ def test_history_is_newest_first_and_per_certificate(storage: StorageEndpoints) 
 
 def test_recent_filters_by_state_and_limits(storage: StorageEndpoints) -> None:
     ledger = TableLedger(storage)
-    states = ["merged", "failed", "pending-at-ca", "failed", "rejected", "merged"]
+    states = ["abandoned", "failed", "pending-at-ca", "failed", "rejected", "abandoned"]
     for i, state in enumerate(states):
         ledger.upsert(row(f"r{i}", state, name=f"cert-{i}", started=i))
     assert [r.request_id for r in ledger.recent(limit=3)] == ["r5", "r4", "r3"]

@@ -81,7 +81,8 @@ def test_unreadable_certificate_is_reported_not_fatal(flow: Flow) -> None:
     assert entry.expires_on is not None  # still known from the listing
 
 
-def test_bulk_read_matches_the_sdk_read(flow: Flow) -> None:
+def test_store_reads_match_what_the_sdk_parses(flow: Flow) -> None:
+    """The store reads the wire JSON itself (for speed); it must agree with the SDK's own models."""
     flow.seed(
         "kv-alpha",
         "same",
@@ -90,8 +91,31 @@ def test_bulk_read_matches_the_sdk_read(flow: Flow) -> None:
         trigger={"lifetime_percentage": 70},
     )
     store = flow.service.stores["kv-alpha"]
+    sdk = flow.client().get_certificate("same")
 
-    fast, sdk = store.read_current("same"), store.get_current("same")
+    current = store.get_current("same")
 
-    assert fast == sdk
-    assert store.read_current("missing") is None
+    assert current is not None and current.policy is not None
+    assert (current.version, current.id, current.cer) == (sdk.properties.version, sdk.id, bytes(sdk.cer))
+    assert (current.not_before, current.expires_on, current.created_on, current.enabled, current.tags) == (
+        sdk.properties.not_before,
+        sdk.properties.expires_on,
+        sdk.properties.created_on,
+        sdk.properties.enabled,
+        sdk.properties.tags or {},
+    )
+    policy = current.policy
+    assert policy.subject == sdk.policy.subject
+    assert list(policy.sans.dns_names) == list(sdk.policy.san_dns_names)
+    assert (policy.key_type, policy.key_curve, policy.exportable) == (
+        sdk.policy.key_type.value,
+        sdk.policy.key_curve_name.value,
+        sdk.policy.exportable,
+    )
+    assert [t.lifetime_percentage for t in policy.lifetime_triggers] == [
+        a.lifetime_percentage for a in sdk.policy.lifetime_actions
+    ]
+    assert store.get_policy("same") == policy
+    sdk_versions = [p.version for p in flow.client().list_properties_of_certificate_versions("same")]
+    assert [v.version for v in store.list_versions("same")] == sdk_versions
+    assert store.get_current("missing") is None

@@ -9,11 +9,12 @@ the fixture calls :func:`unavailable`, which skips locally but fails when
 from __future__ import annotations
 
 import os
-import socket
-import time
-from collections.abc import Callable
 
 import pytest
+
+from devtools.processes import free_port, port_open, wait_until
+
+__all__ = ["REQUIRE_ENV", "free_port", "port_open", "servers_required", "unavailable", "wait_until"]
 
 REQUIRE_ENV = "RENEWAL_REQUIRE_SERVERS"
 
@@ -27,29 +28,3 @@ def unavailable(what: str, why: str) -> None:
     if servers_required():
         pytest.fail(f"{message} ({REQUIRE_ENV}=1 turns this skip into a failure)", pytrace=False)
     pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(check: Callable[[], bool], *, timeout: float = 30.0, what: str = "server") -> None:
-    """Poll ``check`` until it is true; used only to wait for a started process to listen."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
-            last = exc
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} did not become ready in {timeout}s (last error: {last})")
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0

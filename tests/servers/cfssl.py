@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from devtools.processes import stop_process
 from tests.servers import free_port, unavailable, wait_until
 
 ROOT_CSR = {"CN": "Renewal Test CFSSL Root CA", "key": {"algo": "ecdsa", "size": 384}, "ca": {"expiry": "87600h"}}
@@ -191,11 +192,7 @@ def running_cfssl(tmp: Path, binaries: tuple[str, str] | None = None) -> Iterato
     try:
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from devtools.processes import stop_process
 from tests.servers import free_port, unavailable, wait_until
 
 JWT_ISSUER = "https://issuer.renewal.test"
@@ -260,11 +261,7 @@ def running_openbao(tmp: Path, binary: Path | None = None) -> Iterator[OpenBaoSe
         server.namespace_root_pem = _build_namespace(addr, root_token, server.namespace)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         log.close()
 
 
