@@ -53,7 +53,7 @@ def on_certificate_event(event: func.EventGridEvent) -> None:
 @app.function_name("renewal_worker")
 @app.queue_trigger(arg_name="msg", queue_name=settings.JOBS_QUEUE, connection="AzureWebJobsStorage")
 def renewal_worker(msg: func.QueueMessage) -> None:
-    from renewal.service import parse_job
+    from renewal.model import parse_job
 
     job = parse_job(msg.get_body())  # JobRejected raises: retried, then poisoned with its reason logged
     outcome = service().run_job(job)  # RenewalFailed raises: the queue retries, then poisons
@@ -73,7 +73,7 @@ def nightly_sweep(timer: func.TimerRequest) -> None:
 @app.function_name("deploy_notifier")
 @app.queue_trigger(arg_name="msg", queue_name=settings.DEPLOYMENTS_QUEUE, connection="AzureWebJobsStorage")
 def deploy_notifier(msg: func.QueueMessage) -> None:
-    from renewal.service import parse_notice
+    from renewal.model import parse_notice
 
     service().deliver(parse_notice(msg.get_body()))
 
@@ -85,11 +85,13 @@ def _json(status: int, body: object) -> func.HttpResponse:
 @app.function_name("ops_force_renewal")
 @app.route(route="ops/renew/{vault}/{name}", methods=["POST"])
 def ops_force_renewal(req: func.HttpRequest) -> func.HttpResponse:
-    from renewal.service import JobRejected
+    from renewal.errors import NotFound, Rejected
 
     try:
         job = service().force_renewal(req.route_params["vault"], req.route_params["name"], requested_by="http")
-    except JobRejected as exc:
+    except NotFound as exc:
+        return _json(404, {"error": str(exc)})
+    except Rejected as exc:
         return _json(400, {"error": str(exc)})
     return _json(202, {"queued": json.loads(job.to_json())})
 
@@ -97,7 +99,7 @@ def ops_force_renewal(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("ops_failures")
 @app.route(route="ops/failures", methods=["GET"])
 def ops_failures(req: func.HttpRequest) -> func.HttpResponse:
-    from renewal.replay import list_failures
+    from renewal.flow.replay import list_failures
 
     report = list_failures(service())
     return _json(200, {"jobs": report.jobs, "notices": report.notices, "dead_letters": report.dead_letters})
@@ -106,7 +108,7 @@ def ops_failures(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("ops_replay")
 @app.route(route="ops/replay", methods=["POST"])
 def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
-    from renewal.replay import replay
+    from renewal.flow.replay import replay
 
     try:
         body = req.get_json() if req.get_body() else {}
@@ -127,14 +129,14 @@ def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("ops_status")
 @app.route(route="ops/status", methods=["GET"])
 def ops_status(req: func.HttpRequest) -> func.HttpResponse:
-    from renewal.replay import status
+    from renewal.flow.replay import status
 
     return _json(200, status(service()))
 
 
-# -- operator dashboard (HTML; renewal/dashboard renders it). Function keys locally, Entra ID in Azure. --
+# -- operator dashboard (HTML; renewal/operations/dashboard renders it). Function keys locally, Entra ID in Azure. --
 def _dashboard(req: func.HttpRequest, view: str) -> func.HttpResponse:
-    import renewal.dashboard as dashboard
+    import renewal.operations.dashboard as dashboard
 
     request = dashboard.DashboardRequest(
         method=req.method,

@@ -34,7 +34,7 @@ def main() -> int:
     from emulator.testing import running_emulator
     from renewal.azure.storage import StorageEndpoints
     from renewal.config import parse_config
-    from renewal.estate_report import build_report
+    from renewal.operations.report import build_report
     from renewal.service import RenewalService
 
     vaults = [f"kv-bench-{i}" for i in range(args.vaults)]

@@ -31,7 +31,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from renewal.azure.keyvault import PAGE_SIZE
-    from renewal.sweep import Sweep
+    from renewal.flow.sweep import Sweep
 
     vault = "kv-estate"
     with tempfile.TemporaryDirectory(prefix="bench-10k-") as workdir, limited_emulator([vault]) as kv:

@@ -23,6 +23,8 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from renewal.model import AttemptState
+
 DAY = 86_400
 DEMO_CERTS = {
     # name: (days left, lifetime days, what it shows)
@@ -126,7 +128,7 @@ def _merged_panel(client: Any, service: Any, hook: _HookReceiver, name: str) -> 
         None,
     )
     thumbprint = hashlib.sha1(renewed.cer).hexdigest()  # noqa: S324 - x5t is SHA-1 by definition
-    merged = row.state in ("merged", "notified")
+    merged = row.state is AttemptState.NOTIFIED
     lines = [
         f"leaf       {escape(leaf.subject.rfc4514_string())}",
         f"issued by  {escape(leaf.issuer.rfc4514_string())}",
@@ -153,7 +155,7 @@ def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
     from emulator.testing import running_emulator
     from renewal import settings
     from renewal.config import parse_config
-    from renewal.replay import list_failures
+    from renewal.flow.replay import list_failures
     from renewal.service import RenewalService
 
     logging.basicConfig(level=logging.WARNING, format="  [log] %(message)s")
@@ -304,7 +306,7 @@ def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
         console.print(f"secrets API calls on certificate vaults: {sum(secret_reads.values())}")
 
         console.rule("5. What operators see: compliance report and metrics")
-        from renewal.estate_report import build_report
+        from renewal.operations.report import build_report
 
         estate = build_report(service)
         summary = estate.summary()

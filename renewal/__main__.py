@@ -1,3 +1,3 @@
-from renewal.cli import main
+from renewal.operations.cli import main
 
 main()

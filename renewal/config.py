@@ -18,16 +18,8 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ca_clients.config_types import SecretRef
-
-from . import settings
-
-
-class ConfigError(ValueError):
-    """Every problem in the configuration document, one per line, each naming its field."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid renewal configuration:\n  " + "\n  ".join(problems))
+from renewal import settings
+from renewal.errors import ConfigError
 
 
 class _Strict(BaseModel):
@@ -256,3 +248,13 @@ def load_config(environ: Mapping[str, str] | None = None) -> RenewalConfig:
             raise ConfigError([f"{settings.CONFIG_PATH.name}: cannot read {path!r} ({exc.strerror})"]) from exc
         return parse_config(text, source=path)
     raise ConfigError([f"{settings.CONFIG.name} / {settings.CONFIG_PATH.name}: neither is set"])
+
+
+def load_pem_certificates(values: list[str]) -> list[Any]:
+    from cryptography import x509
+
+    certs = []
+    for value in values:
+        data = value.encode() if "-----BEGIN" in value else Path(value).read_bytes()
+        certs.extend(x509.load_pem_x509_certificates(data))
+    return certs

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from . import settings
+from renewal import settings
 
 log = logging.getLogger("renewal.metrics")
 METER_NAME = "renewal"
@@ -155,14 +155,10 @@ def _ts(value: dt.datetime | None) -> float | None:
 
 
 # -- feeding the gauges ---------------------------------------------------------------------------------
-def observe_certificate(config: Any, listing: Any, decision: Any, now: dt.datetime) -> None:
-    """Called by the sweep for every certificate it decides on (``listing`` + ``DueDecision``)."""
-    from .routing import NoRoute, route_issuer
-
-    try:
-        issuer = route_issuer(config, listing.vault, listing.name, listing.tags)
-    except NoRoute:
-        issuer = ""
+def observe_certificate(listing: Any, decision: Any, issuer: str | None, now: dt.datetime) -> None:
+    """Called by the sweep (and the dashboard) for every certificate it decides on: ``listing`` (vault, name,
+    validity), its ``DueDecision`` and the issuer it routes to ("" when none applies)."""
+    issuer = issuer or ""
     valid = (listing.expires_on is None or listing.expires_on > now) and (
         listing.not_before is None or listing.not_before <= now
     )

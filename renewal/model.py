@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
+
+from renewal.errors import JobRejected
 
 JobReason = Literal["event", "sweep", "operator", "replay", "pending-followup"]
 
@@ -96,6 +99,44 @@ class DeploymentNotice:
         return cls(**values)
 
 
+# -- queue messages: parsed like events, every refusal names its field -------------------------------------
+def parse_job(body: str | bytes) -> RenewalJob:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JobRejected(f"body: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise JobRejected("body: must be a JSON object")
+    for key in ("vault", "name", "reason"):
+        if not isinstance(data.get(key), str) or not data.get(key):
+            raise JobRejected(f"{key}: required string is missing")
+    if data["reason"] not in ("event", "sweep", "operator", "replay", "pending-followup"):
+        raise JobRejected(f"reason: unknown value {data['reason']!r}")
+    for key, kind in (("force", bool), ("pending_polls", int), ("ticket", (dict, type(None)))):
+        if key in data and not isinstance(data[key], kind):
+            raise JobRejected(f"{key}: wrong type {type(data[key]).__name__}")
+    for key in ("trigger_id", "version", "request_id", "issuer", "enqueued_at"):
+        if key in data and not isinstance(data[key], (str, type(None))):
+            raise JobRejected(f"{key}: must be a string")
+    try:
+        return RenewalJob.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise JobRejected(f"body: {exc}") from None
+
+
+def parse_notice(body: str | bytes) -> DeploymentNotice:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JobRejected(f"body: not a deployment notice ({exc})") from None
+    if not isinstance(data, dict):
+        raise JobRejected("body: a deployment notice must be a JSON object")
+    try:
+        return DeploymentNotice.from_dict(data)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise JobRejected(f"body: not a deployment notice ({exc})") from None
+
+
 @dataclass(frozen=True)
 class SubjectAlternativeNames:
     dns_names: tuple[str, ...] = ()
@@ -183,3 +224,100 @@ class PendingOperation:
     @property
     def in_progress(self) -> bool:
         return self.status.lower() == "inprogress"
+
+
+class AttemptState(StrEnum):
+    """Where one renewal attempt (one pending request in Key Vault) stands. Stored as its value."""
+
+    STARTED = "started"
+    """The pending version exists; nothing has been sent to a CA yet."""
+    SUBMITTED = "submitted"
+    """The CSR went to the CA (also: merged, the notice not yet queued)."""
+    PENDING_AT_CA = "pending-at-ca"
+    """The CA accepted the request and answers later; a delayed follow-up job polls it."""
+    RETRYING = "retrying"
+    """A transient failure (CA or Key Vault unavailable); the queue retries the job."""
+    NOTIFIED = "notified"
+    """Merged, and the deployment notice is queued: the attempt succeeded."""
+    FAILED = "failed"
+    """The CA refused, or the issuer cannot be used: needs a fix, then replay."""
+    REJECTED = "rejected"
+    """The issued chain did not pass verification, or Key Vault refused the merge."""
+    ABANDONED = "abandoned"
+    """In flight once, but its pending operation is gone: closed by the sweep's stale re-check."""
+
+    @property
+    def in_flight(self) -> bool:
+        return self in IN_FLIGHT_STATES
+
+    @property
+    def failing(self) -> bool:
+        return self in FAILING_STATES
+
+    @property
+    def succeeded(self) -> bool:
+        return self is AttemptState.NOTIFIED
+
+
+IN_FLIGHT_STATES = frozenset(
+    {AttemptState.STARTED, AttemptState.SUBMITTED, AttemptState.PENDING_AT_CA, AttemptState.RETRYING}
+)
+"""Work that should still finish; the sweep re-drives rows left here too long."""
+FAILING_STATES = frozenset({AttemptState.FAILED, AttemptState.REJECTED, AttemptState.RETRYING})
+"""What an operator must look at."""
+SETTLED_STATES = frozenset({AttemptState.NOTIFIED, AttemptState.FAILED, AttemptState.REJECTED})
+"""Attempts no later delivery may reopen."""
+
+
+@dataclass
+class LedgerRow:
+    """One renewal attempt's record in the ``renewals`` table (PartitionKey vault|name, RowKey request id).
+
+    The transitions below are the only way the flow changes ``state``."""
+
+    vault: str
+    name: str
+    request_id: str
+    state: AttemptState
+    issuer: str = ""
+    old_version: str | None = None
+    new_version: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    reason: str = ""
+    started_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.state = AttemptState(self.state)
+
+    @property
+    def ticket(self) -> dict[str, Any] | None:
+        """The resume ticket of the CA that answered "pending" for this request, if any."""
+        value = self.extra.get("ticket")
+        return value if isinstance(value, dict) else None
+
+    def submitted(self, issuer: str, now: dt.datetime) -> None:
+        self.issuer, self.attempts, self.state, self.updated_at = issuer, self.attempts + 1, AttemptState.SUBMITTED, now
+
+    def pending_at_ca(self, ticket: dict[str, Any], now: dt.datetime) -> None:
+        self.state, self.updated_at = AttemptState.PENDING_AT_CA, now
+        self.extra["ticket"] = ticket
+
+    def fail(self, state: AttemptState, error: str, now: dt.datetime) -> None:
+        if state not in FAILING_STATES:
+            raise ValueError(f"{state} is not a failure state")
+        self.state, self.error, self.updated_at = state, error, now
+
+    def merged(self, version: str) -> None:
+        """The new version is live; the row stays SUBMITTED until the notice is queued."""
+        self.new_version, self.error = version, None
+        self.extra.pop("ticket", None)
+
+    def notified(self, now: dt.datetime) -> None:
+        self.state, self.updated_at = AttemptState.NOTIFIED, now
+
+    def abandon(self, note: str, now: dt.datetime) -> None:
+        self.state, self.updated_at = AttemptState.ABANDONED, now
+        self.error = f"{self.error or 'interrupted'}; {note}"

@@ -6,26 +6,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from .model import CertificateListing, CertificateVersion, DeploymentNotice, PendingOperation, PolicySpec, RenewalJob
-
-
-class PendingOperationExists(Exception):
-    """Key Vault answered 409: a pending operation is in progress for this certificate."""
-
-
-class CertificateGone(Exception):
-    """The certificate (or its pending operation) no longer exists."""
-
-
-class MergeRejected(Exception):
-    """Key Vault refused the merge (key mismatch, bad chain); carries the service message."""
-
-
-class KeyVaultThrottled(Exception):
-    """429 that outlived the store's own backoff."""
+from renewal.model import (
+    AttemptState,
+    CertificateListing,
+    CertificateVersion,
+    DeploymentNotice,
+    LedgerRow,
+    PendingOperation,
+    PolicySpec,
+    RenewalJob,
+)
 
 
 class CertificateStore(Protocol):
@@ -53,31 +45,11 @@ class NoticeQueue(Protocol):
     def enqueue(self, notice: DeploymentNotice) -> None: ...
 
 
-@dataclass
-class LedgerRow:
-    """One renewal attempt's record in the ``renewals`` table (PartitionKey vault|name, RowKey request id)."""
-
-    vault: str
-    name: str
-    request_id: str
-    state: str
-    """started | submitted | pending-at-ca | retrying | notified | failed | rejected | abandoned"""
-    issuer: str = ""
-    old_version: str | None = None
-    new_version: str | None = None
-    attempts: int = 0
-    error: str | None = None
-    reason: str = ""
-    started_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class Ledger(Protocol):
     def get(self, vault: str, name: str, request_id: str) -> LedgerRow | None: ...
     def upsert(self, row: LedgerRow) -> None: ...
     def history(self, vault: str, name: str) -> list[LedgerRow]: ...
-    def recent(self, *, states: set[str] | None = None, limit: int = 100) -> list[LedgerRow]: ...
+    def recent(self, *, states: set[AttemptState] | None = None, limit: int = 100) -> list[LedgerRow]: ...
 
 
 class ClaimStore(Protocol):

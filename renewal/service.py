@@ -4,29 +4,24 @@ lazily, so the Functions entry points, the CLI and the tests share one wiring.""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
-from . import settings
-from .config import RenewalConfig, WebhookDeployerConfig, load_config
-from .events import CertificateEvent, EventIgnored, EventRejected, parse_event
-from .model import DeploymentNotice, RenewalJob, utcnow
-from .observability import log_event
-from .orchestrator import RenewalOrchestrator, RenewalOutcome
-from .sweep import Sweep, SweepReport
+from renewal import settings
+from renewal.config import RenewalConfig, WebhookDeployerConfig, load_config, load_pem_certificates
+from renewal.errors import EventRejected, NotFound
+from renewal.flow.events import CertificateEvent, EventIgnored, parse_event
+from renewal.flow.orchestrator import RenewalOrchestrator, RenewalOutcome
+from renewal.flow.sweep import Sweep, SweepReport
+from renewal.model import DeploymentNotice, RenewalJob, utcnow
+from renewal.observability import log_event
 
 log = logging.getLogger("renewal.service")
-
-
-class JobRejected(ValueError):
-    """A queue message that is not a valid job; names the field."""
 
 
 @dataclass(frozen=True)
@@ -35,53 +30,6 @@ class EventResult:
     """enqueued | ignored | rejected"""
     detail: str
     job: RenewalJob | None = None
-
-
-def parse_job(body: str | bytes) -> RenewalJob:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise JobRejected(f"body: not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise JobRejected("body: must be a JSON object")
-    for key in ("vault", "name", "reason"):
-        if not isinstance(data.get(key), str) or not data.get(key):
-            raise JobRejected(f"{key}: required string is missing")
-    if data["reason"] not in ("event", "sweep", "operator", "replay", "pending-followup"):
-        raise JobRejected(f"reason: unknown value {data['reason']!r}")
-    for key, kind in (("force", bool), ("pending_polls", int), ("ticket", (dict, type(None)))):
-        if key in data and not isinstance(data[key], kind):
-            raise JobRejected(f"{key}: wrong type {type(data[key]).__name__}")
-    for key in ("trigger_id", "version", "request_id", "issuer", "enqueued_at"):
-        if key in data and not isinstance(data[key], (str, type(None))):
-            raise JobRejected(f"{key}: must be a string")
-    try:
-        return RenewalJob.from_dict(data)
-    except (TypeError, ValueError) as exc:
-        raise JobRejected(f"body: {exc}") from None
-
-
-def parse_notice(body: str | bytes) -> DeploymentNotice:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise JobRejected(f"body: not a deployment notice ({exc})") from None
-    if not isinstance(data, dict):
-        raise JobRejected("body: a deployment notice must be a JSON object")
-    try:
-        return DeploymentNotice.from_dict(data)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise JobRejected(f"body: not a deployment notice ({exc})") from None
-
-
-def load_pem_certificates(values: list[str]) -> list[Any]:
-    from cryptography import x509
-
-    certs = []
-    for value in values:
-        data = value.encode() if "-----BEGIN" in value else Path(value).read_bytes()
-        certs.extend(x509.load_pem_x509_certificates(data))
-    return certs
 
 
 class RenewalService:
@@ -123,7 +71,7 @@ class RenewalService:
                 raise RuntimeError(
                     f"{settings.KEYVAULT_CREDENTIAL.name}=emulator needs {settings.KEYVAULT_CA_BUNDLE.name}"
                 )
-            from .azure.keyvault import StaticTokenCredential
+            from renewal.azure.keyvault import StaticTokenCredential
 
             return StaticTokenCredential()
         from azure.identity import DefaultAzureCredential
@@ -134,7 +82,7 @@ class RenewalService:
     @property
     def stores(self) -> Mapping[str, Any]:
         if self._stores is None:
-            from .azure.keyvault import open_store
+            from renewal.azure.keyvault import open_store
 
             verify = self._setting(settings.KEYVAULT_CA_BUNDLE) or None
             options = dict(self._keyvault_options)
@@ -148,7 +96,7 @@ class RenewalService:
     @cached_property
     def storage(self) -> Any:
         if self._storage is None:
-            from .azure.storage import StorageEndpoints
+            from renewal.azure.storage import StorageEndpoints
 
             self._storage = StorageEndpoints.from_settings(self.environ)
             self._storage.ensure_resources()
@@ -156,7 +104,7 @@ class RenewalService:
 
     @cached_property
     def secrets(self) -> Any:
-        from .secrets import ConfigSecretResolver
+        from renewal.azure.secrets import ConfigSecretResolver
 
         return ConfigSecretResolver(
             configuration_vault=self.config.configuration_vault,
@@ -168,43 +116,43 @@ class RenewalService:
 
     @cached_property
     def ledger(self) -> Any:
-        from .azure.ledger import TableLedger
+        from renewal.azure.ledger import TableLedger
 
         return TableLedger(self.storage)
 
     @cached_property
     def claims(self) -> Any:
-        from .azure.claims import BlobClaimStore
+        from renewal.azure.claims import BlobClaimStore
 
         return BlobClaimStore(self.storage, clock=self.clock)
 
     @cached_property
     def jobs(self) -> Any:
-        from .azure.queues import StorageJobQueue
+        from renewal.azure.queues import StorageJobQueue
 
         return StorageJobQueue(self.storage)
 
     @cached_property
     def notices(self) -> Any:
-        from .azure.queues import StorageNoticeQueue
+        from renewal.azure.queues import StorageNoticeQueue
 
         return StorageNoticeQueue(self.storage)
 
     @cached_property
     def poison(self) -> Any:
-        from .azure.queues import PoisonQueues
+        from renewal.azure.queues import PoisonQueues
 
         return PoisonQueues(self.storage)
 
     @cached_property
     def dead_letters(self) -> Any:
-        from .azure.deadletter import DeadLetterStore
+        from renewal.azure.deadletter import DeadLetterStore
 
         return DeadLetterStore(self.storage)
 
     @cached_property
     def deployers(self) -> list[Any]:
-        from .azure.deployers import EventGridDeployer, WebhookDeployer
+        from renewal.azure.deployers import EventGridDeployer, WebhookDeployer
 
         return [
             WebhookDeployer(d, self.secrets)
@@ -310,10 +258,10 @@ class RenewalService:
 
     def force_renewal(self, vault: str, name: str, *, requested_by: str = "operator") -> RenewalJob:
         if self.config.vault(vault) is None:
-            raise JobRejected(f"vault: {vault!r} is not configured")
+            raise NotFound("vault", f"{vault!r} is not configured")
         current = self.stores[vault].get_current(name)
         if current is None:
-            raise JobRejected(f"name: certificate {name!r} not found in {vault}")
+            raise NotFound("name", f"certificate {name!r} not found in {vault}")
         job = RenewalJob(
             vault=vault,
             name=name,
@@ -335,6 +283,6 @@ class RenewalService:
         return job
 
     def deliver(self, notice: DeploymentNotice) -> list[str]:
-        from .deploy import deliver_notice
+        from renewal.flow.deploy import deliver_notice
 
         return deliver_notice(notice, self.deployers)

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from .. import settings
-from ..model import utcnow
-from ..observability import log_event
-from .storage import StorageEndpoints
+from renewal import settings
+from renewal.azure.storage import StorageEndpoints
+from renewal.model import utcnow
+from renewal.observability import log_event
 
 log = logging.getLogger("renewal.azure.claims")
 

@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import settings
-from ..observability import log_event
-from .storage import StorageEndpoints
+from renewal import settings
+from renewal.azure.storage import StorageEndpoints
+from renewal.observability import log_event
 
 log = logging.getLogger("renewal.azure.deadletter")
 

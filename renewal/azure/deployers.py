@@ -18,10 +18,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ca_clients import SecretResolver
-
-from ..config import EventGridDeployerConfig, WebhookDeployerConfig
-from ..model import DeploymentNotice
-from ..observability import log_event
+from renewal.config import EventGridDeployerConfig, WebhookDeployerConfig
+from renewal.errors import DeliveryRefused
+from renewal.model import DeploymentNotice
+from renewal.observability import log_event
 
 log = logging.getLogger("renewal.deployers")
 SIGNATURE_HEADER = "X-Renewal-Signature"
@@ -35,10 +35,6 @@ _METADATA = {
     ipaddress.ip_address("168.63.129.16"),
     ipaddress.ip_address("fd00:ec2::254"),
 }
-
-
-class DeliveryRefused(ValueError):
-    """The target is not allowed (link-local, metadata, or private without opt-in)."""
 
 
 def check_target(url: str, *, allow_private: bool, resolve: Callable[[str], list[str]] | None = None) -> None:

@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from ..model import (
+from renewal.errors import CertificateGone, KeyVaultThrottled, MergeRejected, PendingOperationExists
+from renewal.model import (
     CertificateListing,
     CertificateVersion,
     LifetimeTrigger,
@@ -25,8 +26,7 @@ from ..model import (
     PolicySpec,
     SubjectAlternativeNames,
 )
-from ..observability import log_event
-from ..ports import CertificateGone, KeyVaultThrottled, MergeRejected, PendingOperationExists
+from renewal.observability import log_event
 
 T = TypeVar("T")
 log = logging.getLogger("renewal.keyvault")

@@ -8,9 +8,9 @@ from dataclasses import fields
 from typing import Any
 from urllib.parse import quote
 
-from .. import settings
-from ..ports import LedgerRow
-from .storage import StorageEndpoints
+from renewal import settings
+from renewal.azure.storage import StorageEndpoints
+from renewal.model import AttemptState, LedgerRow
 
 # Table keys may not contain / \ # ? or control characters. Percent-encoding (which also encodes "%" and
 # "|") keeps keys readable, reversible and unambiguous around the "|" separator.
@@ -45,7 +45,7 @@ def row_to_entity(row: LedgerRow) -> dict[str, Any]:
         "vault": row.vault,
         "name": row.name,
         "request_id": row.request_id,
-        "state": row.state,
+        "state": row.state.value,
         "issuer": row.issuer,
         "reason": row.reason,
         "attempts": int(row.attempts),
@@ -67,6 +67,11 @@ def entity_to_row(entity: dict[str, Any]) -> LedgerRow:
     values = {k: v for k, v in entity.items() if k in known}
     values["extra"] = json.loads(entity.get("extra") or "{}")
     values["attempts"] = int(entity.get("attempts") or 0)
+    try:
+        values["state"] = AttemptState(entity.get("state"))
+    except ValueError:  # a row written by another version of the service: keep it visible, never in flight
+        values["state"] = AttemptState.ABANDONED
+        values["error"] = f"unknown ledger state {entity.get('state')!r}; {entity.get('error') or ''}".rstrip("; ")
     for key in ("started_at", "updated_at"):
         values[key] = _plain_datetime(entity.get(key))
     return LedgerRow(**values)
@@ -103,13 +108,13 @@ class TableLedger:
         entities = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": partition_key(vault, name)})
         return sorted((entity_to_row(e) for e in entities), key=_newest_first, reverse=True)
 
-    def recent(self, *, states: set[str] | None = None, limit: int = 100) -> list[LedgerRow]:
+    def recent(self, *, states: set[AttemptState] | None = None, limit: int = 100) -> list[LedgerRow]:
         """The ``limit`` most recently updated rows across all certificates, optionally only in ``states``.
 
         Scans the table (filtered server-side by state): fine for the thousands of rows a fleet of vaults makes."""
         if states:
             ordered = sorted(states)
-            params = {f"s{i}": s for i, s in enumerate(ordered)}
+            params = {f"s{i}": AttemptState(s).value for i, s in enumerate(ordered)}
             entities = self._table.query_entities(
                 " or ".join(f"state eq @s{i}" for i in range(len(ordered))), parameters=params
             )

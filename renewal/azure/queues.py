@@ -16,10 +16,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from .. import settings
-from ..model import DeploymentNotice, RenewalJob
-from ..observability import log_event
-from .storage import StorageEndpoints
+from renewal import settings
+from renewal.azure.storage import StorageEndpoints
+from renewal.model import DeploymentNotice, RenewalJob
+from renewal.observability import log_event
 
 log = logging.getLogger("renewal.azure.queues")
 

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import settings
+from renewal import settings
+from renewal.errors import StorageNotConfigured
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
@@ -32,10 +33,6 @@ CONTAINERS: tuple[str, ...] = (settings.CLAIMS_CONTAINER, settings.DEADLETTER_CO
 # Accounts whose resources this process already ensured: creating them is idempotent but costs round trips.
 _ensured: set[tuple[str, ...]] = set()
 _ensured_lock = threading.Lock()
-
-
-class StorageNotConfiguredError(RuntimeError):
-    """Neither a connection string nor the identity-based endpoint for a service is set."""
 
 
 @dataclass
@@ -67,7 +64,7 @@ class StorageEndpoints:
             "blob_service_uri": settings.STORAGE_BLOB_URI.read(env) or None,
         }
         if not any(uris.values()):
-            raise StorageNotConfiguredError(
+            raise StorageNotConfigured(
                 f"set {settings.STORAGE.name} (connection string) or {settings.STORAGE_QUEUE_URI.name}, "
                 f"{settings.STORAGE_TABLE_URI.name} and {settings.STORAGE_BLOB_URI.name}"
             )
@@ -98,7 +95,7 @@ class StorageEndpoints:
 
     def _uri(self, value: str | None, setting: settings.Setting) -> str:
         if not value:
-            raise StorageNotConfiguredError(f"{setting.name} is not set (identity-based storage needs it)")
+            raise StorageNotConfigured(f"{setting.name} is not set (identity-based storage needs it)")
         return value
 
     def _service(self, kind: str) -> Any:

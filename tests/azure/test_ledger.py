@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from renewal.azure.ledger import TableLedger, partition_key
 from renewal.azure.storage import StorageEndpoints
-from renewal.ports import LedgerRow
+from renewal.model import LedgerRow
 from tests.azure.conftest import at
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from devtools.azurite import API_VERSION, AzuriteServer
 from renewal import settings
-from renewal.azure.storage import CONTAINERS, QUEUES, TABLES, StorageEndpoints, StorageNotConfiguredError
+from renewal.azure.storage import CONTAINERS, QUEUES, TABLES, StorageEndpoints
+from renewal.errors import StorageNotConfigured
 
 
 def test_connection_string_form_pins_api_version() -> None:
@@ -35,12 +36,12 @@ def test_identity_form_uses_managed_identity_with_client_id() -> None:
 
 
 def test_missing_settings_name_what_to_set() -> None:
-    with pytest.raises(StorageNotConfiguredError, match="AzureWebJobsStorage"):
+    with pytest.raises(StorageNotConfigured, match="AzureWebJobsStorage"):
         StorageEndpoints.from_settings({})
     partial = StorageEndpoints.from_settings(
         {"AzureWebJobsStorage__queueServiceUri": "https://a.queue.core.windows.net"}
     )
-    with pytest.raises(StorageNotConfiguredError, match="AzureWebJobsStorage__blobServiceUri"):
+    with pytest.raises(StorageNotConfigured, match="AzureWebJobsStorage__blobServiceUri"):
         partial.container_client("x")
 
 

@@ -9,8 +9,8 @@ import requests
 
 import function_app
 from devtools.functions_http import app_functions
-from renewal.dashboard import csrf
-from renewal.policy import ISSUER_TAG
+from renewal.flow.due import ISSUER_TAG
+from renewal.operations.dashboard import csrf
 
 from .conftest import run_jobs, seed_estate
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from devtools.pump import QueuePump
 from renewal import settings
-from renewal.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, app
+from renewal.operations.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, app
 
 from .conftest import make_config
 

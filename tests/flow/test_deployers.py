@@ -9,9 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from renewal.azure.deployers import DeliveryRefused, EventGridDeployer, WebhookDeployer, check_target
+from renewal.azure.deployers import EventGridDeployer, WebhookDeployer, check_target
 from renewal.config import EventGridDeployerConfig, WebhookDeployerConfig
-from renewal.deploy import DeliveryFailed, deliver_notice
+from renewal.errors import DeliveryFailed, DeliveryRefused
+from renewal.flow.deploy import deliver_notice
 from renewal.model import DeploymentNotice
 from tests.ca_support import DictSecretResolver
 

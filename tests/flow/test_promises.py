@@ -14,8 +14,8 @@ import function_app
 from ca_clients import IssuancePending, IssuedChain, SignRequest
 from devtools.pump import QueuePump
 from renewal import settings
-from renewal.replay import list_failures, replay
-from renewal.sweep import Sweep
+from renewal.flow.replay import list_failures, replay
+from renewal.flow.sweep import Sweep
 
 from .conftest import near_expiry_event
 
@@ -219,7 +219,7 @@ def test_sweep_reads_list_pages_and_policies_only_for_default_due(flow):
 
 
 def test_a_stale_in_flight_row_without_a_pending_operation_is_closed_once(flow):
-    from renewal.ports import LedgerRow
+    from renewal.model import LedgerRow
 
     flow.seed("kv-alpha", "web", days_left=80)
     long_ago = flow.service.clock() - dt.timedelta(days=3)

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from renewal import cli
 from renewal.config import ComplianceConfig
+from renewal.operations import cli
 from renewal.service import RenewalService
 from tests.flow.conftest import Flow, flow, hook  # noqa: F401 - fixtures re-exported
 

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from renewal import cli
-from renewal.adoption import AdoptionRefused, adopt, issuer_san_kinds
-from renewal.compliance import CHAIN_LENGTH_TAG
-from renewal.policy import ISSUER_TAG, MIRRORED_TRIGGER_TAG
+from renewal.errors import AdoptionRefused
+from renewal.flow.due import ISSUER_TAG, MIRRORED_TRIGGER_TAG
+from renewal.operations import cli
+from renewal.operations.adoption import adopt, issuer_san_kinds
+from renewal.operations.compliance import CHAIN_LENGTH_TAG
 from tests.flow.conftest import Flow
 
 from .conftest import local_ca, make_certificate, make_key, pem_bundle, pfx_bundle, rebuilt

@@ -13,10 +13,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from typer.testing import CliRunner
 
-from renewal import cli
-from renewal.compliance import CHAIN_LENGTH_TAG, RULES, Finding, is_self_issued
-from renewal.estate_report import build_report
-from renewal.policy import ISSUER_TAG
+from renewal.flow.due import ISSUER_TAG
+from renewal.operations import cli
+from renewal.operations.compliance import CHAIN_LENGTH_TAG, RULES, Finding, is_self_issued
+from renewal.operations.report import build_report
 from tests.flow.conftest import Flow
 
 from .conftest import import_via_sdk, local_ca, make_certificate, make_key, sha1_signed, strict

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from renewal.inventory import InventoryBuilder, build_inventory
-from renewal.policy import ISSUER_TAG
+from renewal.flow.due import ISSUER_TAG
+from renewal.operations.inventory import InventoryBuilder, build_inventory
 from tests.flow.conftest import Flow
 
 from .conftest import rebuilt

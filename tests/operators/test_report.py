@@ -8,8 +8,8 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from renewal import cli
-from renewal.policy import ISSUER_TAG
+from renewal.flow.due import ISSUER_TAG
+from renewal.operations import cli
 from tests.flow.conftest import Flow
 
 runner = CliRunner()

@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 
 from renewal.config import parse_config
-from renewal.orchestrator import RenewalFailed
+from renewal.errors import RenewalFailed
 from renewal.service import RenewalService
 
 from .conftest import make_config

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from renewal import settings
-from renewal.sweep import IN_FLIGHT_STATES
+from renewal.flow.sweep import IN_FLIGHT_STATES
 
 from .conftest import LONG, make_config
 from .worker import CRASH_POINTS

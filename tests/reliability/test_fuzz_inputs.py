@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import function_app
-from renewal.config import ConfigError, parse_config
-from renewal.events import CertificateEvent, EventIgnored, EventRejected, parse_event
-from renewal.orchestrator import RenewalFailed
-from renewal.service import JobRejected, parse_job
+from renewal.config import parse_config
+from renewal.errors import ConfigError, EventRejected, JobRejected, RenewalFailed
+from renewal.flow.events import CertificateEvent, EventIgnored, parse_event
+from renewal.model import parse_job
 
 from .conftest import make_config
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import function_app
 from devtools.pump import QueuePump
 from renewal import settings
-from renewal.replay import list_failures, replay
+from renewal.flow.replay import list_failures, replay
 
 from .conftest import LONG
 

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from renewal.config import ConfigError, load_config, parse_config
-from renewal.routing import NoRoute, route_issuer
+from renewal.config import load_config, parse_config
+from renewal.errors import ConfigError, NoRoute
+from renewal.flow.routing import route_issuer
 
 LOCAL = {"name": "corp", "type": "local", "ca_certificate": "/x.pem", "ca_key": {"file": "/x.key"}}
 

@@ -1,6 +1,7 @@
 import pytest
 
-from renewal.events import EXPIRED, NEAR_EXPIRY, CertificateEvent, EventIgnored, EventRejected, parse_event
+from renewal.errors import EventRejected
+from renewal.flow.events import EXPIRED, NEAR_EXPIRY, CertificateEvent, EventIgnored, parse_event
 
 VAULTS = {"kv-alpha"}
 TOPIC = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-alpha"

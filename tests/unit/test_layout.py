@@ -63,3 +63,47 @@ def test_function_app_imports_only_the_bindings_library_and_setting_names_at_mod
     assert module_level <= {"__future__.annotations", "json", "logging", "azure.functions", "renewal.settings"}, (
         module_level
     )
+
+
+# -- the wings inside renewal/ (DESIGN.md, "Where things live") -------------------------------------------
+RENEWAL = ROOT / "renewal"
+TOP_LEVEL = ["model", "ports", "config", "settings", "errors", "observability", "metrics"]
+WING_RULES = {
+    # wing: packages it must never import
+    "flow": ("renewal.operations", "renewal.azure", "renewal.service"),
+    "operations": ("renewal.azure",),
+    "azure": ("renewal.flow", "renewal.operations", "renewal.service"),
+    **{name: ("renewal.flow", "renewal.operations", "renewal.azure", "renewal.service") for name in TOP_LEVEL},
+}
+
+
+def all_imports(path: Path) -> set[str]:
+    """Module-level and function-level imports alike: a lazy import is still a dependency."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path.relative_to(ROOT)}: relative import; the layout rules read absolute ones"
+            if node.module:
+                names.update({node.module, *(f"{node.module}.{a.name}" for a in node.names)})
+    return names
+
+
+def wing_of(path: Path) -> str:
+    rel = path.relative_to(RENEWAL)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def test_renewal_has_the_three_wings_and_the_top_level_modules():
+    for wing in ("flow", "operations", "azure"):
+        assert (RENEWAL / wing / "__init__.py").is_file(), wing
+    loose = {p.stem for p in RENEWAL.glob("*.py")} - {"__init__", "__main__", "service", *TOP_LEVEL}
+    assert not loose, f"modules outside the wings: {sorted(loose)}"
+
+
+@pytest.mark.parametrize("path", sorted(RENEWAL.rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_wings_depend_only_in_the_designed_direction(path):
+    forbidden = WING_RULES.get(wing_of(path), ())
+    bad = {m for m in all_imports(path) for f in forbidden if m == f or m.startswith(f + ".")}
+    assert not bad, f"{path.relative_to(ROOT)} ({wing_of(path)}) imports {sorted(bad)}"

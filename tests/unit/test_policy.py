@@ -1,7 +1,7 @@
 import datetime as dt
 
+from renewal.flow.due import MIRRORED_TRIGGER_TAG, OVERRIDE_DAYS_TAG, is_due
 from renewal.model import LifetimeTrigger
-from renewal.policy import MIRRORED_TRIGGER_TAG, OVERRIDE_DAYS_TAG, is_due
 
 NB = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 EXP = NB + dt.timedelta(days=90)

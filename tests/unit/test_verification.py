@@ -8,8 +8,9 @@ from cryptography.x509.oid import NameOID
 from ca_clients import ClientContext
 from ca_clients.local import create_ca_files
 from ca_clients.registry import build_client
+from renewal.errors import ChainRejected
+from renewal.flow.verification import verify_chain
 from renewal.model import PolicySpec, SubjectAlternativeNames
-from renewal.verification import ChainRejected, verify_chain
 from tests.ca_support import DictSecretResolver, make_csr, make_key, sign_request
 
 NOW = dt.datetime.now(dt.UTC)

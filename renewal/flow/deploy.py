@@ -7,15 +7,12 @@ import fnmatch
 import logging
 from collections.abc import Sequence
 
-from .model import DeploymentNotice
-from .observability import log_event
-from .ports import Deployer
+from renewal.errors import DeliveryFailed
+from renewal.model import DeploymentNotice
+from renewal.observability import log_event
+from renewal.ports import Deployer
 
-log = logging.getLogger("renewal.deploy")
-
-
-class DeliveryFailed(Exception):
-    pass
+log = logging.getLogger("renewal.flow.deploy")
 
 
 def applies(deployer_config: object, notice: DeploymentNotice) -> bool:

@@ -12,12 +12,13 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import settings
-from .events import EventIgnored, EventRejected, parse_event
-from .model import RenewalJob
-from .observability import log_event
+from renewal import settings
+from renewal.errors import EventRejected
+from renewal.flow.events import EventIgnored, parse_event
+from renewal.model import RenewalJob
+from renewal.observability import log_event
 
-log = logging.getLogger("renewal.replay")
+log = logging.getLogger("renewal.flow.replay")
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from .config import ComplianceConfig, RenewalConfig
-from .inventory import InventoryEntry
-from .policy import resolve_triggers
+from renewal.config import ComplianceConfig, RenewalConfig
+from renewal.flow.due import resolve_triggers
+from renewal.operations.inventory import InventoryEntry
 
 Severity = Literal["error", "warning"]
 CHAIN_LENGTH_TAG = "renewal-chain-length"
@@ -274,7 +274,7 @@ class ComplianceRules:
 
 def rules_for(service: Any) -> ComplianceRules:
     """The rule set of a :class:`renewal.service.RenewalService` (trust anchors from its issuers)."""
-    from .service import load_pem_certificates
+    from renewal.config import load_pem_certificates
 
     config: RenewalConfig = service.config
     anchors = {name: service.trust_anchors(name) for name in config.issuer_names()}

@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from .compliance import CHAIN_LENGTH_TAG, Finding, chain_is_complete, material_findings
-from .model import LifetimeTrigger, PolicySpec, SubjectAlternativeNames
-from .policy import ISSUER_TAG, MIRRORED_TRIGGER_TAG, format_trigger
+from renewal.errors import AdoptionRefused, ImportRefused, NotFound
+from renewal.flow.due import ISSUER_TAG, MIRRORED_TRIGGER_TAG, format_trigger
+from renewal.model import LifetimeTrigger, PolicySpec, SubjectAlternativeNames
+from renewal.operations.compliance import CHAIN_LENGTH_TAG, Finding, chain_is_complete, material_findings
 
 DEFAULT_DAYS_BEFORE_EXPIRY = 30
 PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.S)
@@ -37,10 +38,6 @@ SAN_KINDS_BY_TYPE: dict[str, frozenset[str]] = {
     "est": ALL_SAN_KINDS,
     "adcs": ALL_SAN_KINDS,
 }
-
-
-class AdoptionRefused(ValueError):
-    """The certificate cannot be adopted as asked; names the field."""
 
 
 @dataclass(frozen=True)
@@ -106,14 +103,14 @@ def adopt(service: Any, vault: str, name: str, *, issuer: str, dry_run: bool = F
     """Plan (and unless ``dry_run``, apply) the changes that put VAULT/NAME under management by ISSUER."""
     config = service.config
     if config.vault(vault) is None:
-        raise AdoptionRefused(f"vault: {vault!r} is not configured")
+        raise NotFound("vault", f"{vault!r} is not configured")
     sections = {str(s.get("name")): s for s in config.issuers}
     if issuer not in sections:
         raise AdoptionRefused(f"issuer: {issuer!r} is not configured (configured: {sorted(sections)})")
     store = service.stores[vault]
     current = store.get_current(name)
     if current is None:
-        raise AdoptionRefused(f"name: certificate {name!r} not found in {vault}")
+        raise NotFound("name", f"certificate {name!r} not found in {vault}")
     policy = current.policy if current.policy is not None else store.get_policy(name)
     wanted = san_kinds(policy.sans)
     if not policy.subject and not wanted:
@@ -153,14 +150,6 @@ def adopt(service: Any, vault: str, name: str, *, issuer: str, dry_run: bool = F
 
 
 # -- import ------------------------------------------------------------------------------------------
-class ImportRefused(ValueError):
-    """The file must not be imported; ``findings`` lists why (empty for a malformed file)."""
-
-    def __init__(self, message: str, findings: list[Finding] | None = None) -> None:
-        super().__init__(message)
-        self.findings = findings or []
-
-
 @dataclass(frozen=True)
 class CertificateFile:
     key: Any
@@ -266,7 +255,7 @@ def import_file(
     """Check the file against the compliance rules, then import it through the certificates API."""
     config = service.config
     if config.vault(vault) is None:
-        raise ImportRefused(f"vault: {vault!r} is not configured")
+        raise NotFound("vault", f"{vault!r} is not configured")
     if issuer is not None and issuer not in config.issuer_names():
         raise ImportRefused(f"issuer: {issuer!r} is not configured")
     parsed = read_certificate_file(data, password)

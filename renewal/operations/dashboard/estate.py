@@ -2,7 +2,8 @@
 renew-at time and why, issuer, last ledger outcome and compliance findings; the failures; one
 certificate's history.
 
-The certificates come from the estate report (:mod:`renewal.inventory` + :mod:`renewal.compliance`),
+The certificates come from the estate report (:mod:`renewal.operations.inventory` and
+:mod:`renewal.operations.compliance`),
 the one source of "what is the state of each certificate": a streamed listing, one read per
 certificate, one ledger scan. This module only sorts that into the dashboard's states and weeks."""
 
@@ -13,19 +14,15 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import metrics
-from ..compliance import Finding, rules_for
-from ..estate_report import EstateReport
-from ..inventory import InventoryBuilder, InventoryEntry, LastRenewal
-from ..model import CertificateListing
-from ..ports import LedgerRow
-from ..replay import FailureReport, list_failures
-from ..sweep import IN_FLIGHT_STATES
-from .recent_reads import POLICY_TTL, ReadCounts, recent_reads
+from renewal import metrics
+from renewal.flow.replay import FailureReport, list_failures
+from renewal.model import FAILING_STATES, IN_FLIGHT_STATES, AttemptState, CertificateListing, LedgerRow
+from renewal.operations.compliance import Finding, rules_for
+from renewal.operations.dashboard.recent_reads import POLICY_TTL, ReadCounts, recent_reads
+from renewal.operations.inventory import InventoryBuilder, InventoryEntry, LastRenewal
+from renewal.operations.report import EstateReport
 
 STATES = ("expired", "failing", "renewing", "due", "healthy")
-FAILED_STATES = frozenset({"failed", "rejected", "retrying"})
-MERGED_STATES = frozenset({"notified"})
 SEVERITIES = ("error", "warning")
 HORIZON_DAYS = 90
 WEEKS = 13
@@ -105,7 +102,7 @@ def state_of(entry: InventoryEntry, now: dt.datetime) -> str:
     last = entry.last_renewal
     if entry.expires_on is not None and entry.expires_on <= now:
         return "expired"
-    if last is not None and last.state in FAILED_STATES:
+    if last is not None and last.state in FAILING_STATES:
         return "failing"
     if last is not None and last.state in IN_FLIGHT_STATES:
         return "renewing"
@@ -140,7 +137,7 @@ def gather(service: Any) -> Estate:
     rows = []
     for entry in inventory.entries:
         # The gauges are fed from what the dashboard saw, as the sweep feeds them (no extra reads).
-        metrics.observe_certificate(service.config, entry, entry.decision, now)
+        metrics.observe_certificate(entry, entry.decision, entry.issuer, now)
         rows.append(CertificateRow(entry, state_of(entry, now), tuple(report.by_certificate.get(entry.key, ()))))
     rows.sort(key=lambda r: (r.expires_on or now, r.vault, r.name))
     return Estate(
@@ -183,7 +180,7 @@ def certificate(service: Any, vault: str, name: str) -> CertificateDetail | None
     history = service.ledger.history(vault, name)
     newest = max(history, key=lambda r: (r.updated_at or r.started_at or now, r.request_id), default=None)
     latest = {(vault, name): newest} if newest is not None else {}
-    merged = {(vault, name, r.new_version) for r in history if r.state in MERGED_STATES and r.new_version}
+    merged = {(vault, name, r.new_version) for r in history if AttemptState(r.state).succeeded and r.new_version}
 
     def entry_of(listing: CertificateListing, *, read_certificates: bool = True) -> InventoryEntry:
         builder = InventoryBuilder(

@@ -14,15 +14,13 @@ import secrets
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from renewal.errors import CsrfRejected
+
 TOKEN_TTL = 2 * 3600
 CLOCK_SKEW = 300
 PRINCIPAL_HEADER = "x-ms-client-principal-id"  # set by App Service authentication (Easy Auth)
 
 _process_key = secrets.token_bytes(32)
-
-
-class CsrfRejected(Exception):
-    """Why a POST was refused (shown to the operator, never containing the token or key)."""
 
 
 def _key(secret: str | None) -> bytes:

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .model import RenewalJob
+from renewal.errors import EventRejected
+from renewal.model import RenewalJob
 
 NEAR_EXPIRY = "Microsoft.KeyVault.CertificateNearExpiry"
 EXPIRED = "Microsoft.KeyVault.CertificateExpired"
@@ -22,15 +23,6 @@ RENEWAL_EVENT_TYPES = frozenset({NEAR_EXPIRY, EXPIRED})
 _NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 _VAULT = re.compile(r"^[0-9a-zA-Z-]{3,24}$")
 _VERSION = re.compile(r"^[0-9a-zA-Z]{1,64}$")
-
-
-class EventRejected(ValueError):
-    """The event is malformed or not ours to act on; ``field`` names what is wrong."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)

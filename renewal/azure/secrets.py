@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-
-class SecretReferenceError(ValueError):
-    """A reference that cannot or must not be resolved; names the config field, never the value."""
+from renewal.errors import SecretReferenceError
 
 
 class ConfigSecretResolver:

@@ -15,8 +15,8 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..model import CertificateListing, CertificateVersion
-from ..ports import CertificateStore
+from renewal.model import CertificateListing, CertificateVersion
+from renewal.ports import CertificateStore
 
 POLICY_TTL = 300.0
 

@@ -30,28 +30,33 @@ from ca_clients import (
     SignRequest,
     TransientCAError,
 )
-
-from . import metrics
-from .config import RenewalConfig
-from .model import CertificateVersion, DeploymentNotice, PendingOperation, PolicySpec, RenewalJob, utcnow
-from .observability import log_event
-from .policy import MIRRORED_TRIGGER_TAG, format_trigger, is_due
-from .ports import (
+from renewal import metrics
+from renewal.config import RenewalConfig
+from renewal.errors import (
     CertificateGone,
-    CertificateStore,
-    ClaimStore,
-    JobQueue,
+    ChainRejected,
     KeyVaultThrottled,
-    Ledger,
-    LedgerRow,
     MergeRejected,
-    NoticeQueue,
+    NoRoute,
     PendingOperationExists,
+    RenewalFailed,
 )
-from .routing import NoRoute, route_issuer
-from .verification import ChainRejected, verify_chain
+from renewal.flow.due import MIRRORED_TRIGGER_TAG, format_trigger, is_due
+from renewal.flow.routing import route_issuer
+from renewal.flow.verification import verify_chain
+from renewal.model import (
+    CertificateVersion,
+    DeploymentNotice,
+    LedgerRow,
+    PendingOperation,
+    PolicySpec,
+    RenewalJob,
+    utcnow,
+)
+from renewal.observability import log_event
+from renewal.ports import CertificateStore, ClaimStore, JobQueue, Ledger, NoticeQueue
 
-log = logging.getLogger("renewal.orchestrator")
+log = logging.getLogger("renewal.flow.orchestrator")
 
 _READS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="renewal-read")
 """Overlaps the two independent reads of step 1; each costs a full Key Vault round trip."""
@@ -68,15 +73,6 @@ class RenewalOutcome:
     detail: str = ""
     new_version: str | None = None
     request_id: str | None = None
-
-
-class RenewalFailed(Exception):
-    """The job did not succeed; the ledger row holds the reason. ``permanent`` means a retry will not
-    help until something is fixed (the queue still retries, then poisons the job for replay)."""
-
-    def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.permanent = permanent
 
 
 def _validity(policy: PolicySpec) -> dt.timedelta | None:
@@ -96,7 +92,7 @@ def _csr_names(csr_der: bytes) -> tuple[str | None, set[str]]:
 
 
 def _policy_names(policy: PolicySpec) -> tuple[str | None, set[str]]:
-    from .verification import _policy_common_name
+    from renewal.flow.verification import _policy_common_name
 
     return _policy_common_name(policy.subject), {d.lower() for d in policy.sans.dns_names}
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .config import RenewalConfig
-from .policy import ISSUER_TAG
+from renewal.config import RenewalConfig
+from renewal.errors import NoRoute
+from renewal.flow.due import ISSUER_TAG
 
 
-class NoRoute(ValueError):
-    """No issuer applies, or the tag names an issuer that is not configured."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+def routed_issuer_or_none(config: RenewalConfig, vault: str, name: str, tags: Mapping[str, str] | None) -> str | None:
+    """The issuer, or None where no route applies (for views that show, rather than act on, a route)."""
+    try:
+        return route_issuer(config, vault, name, tags)
+    except NoRoute:
+        return None
 
 
 def route_issuer(config: RenewalConfig, vault: str, name: str, tags: Mapping[str, str] | None) -> str:

@@ -11,8 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compliance import Finding, has_errors, rules_for
-from .inventory import Inventory, build_inventory
+from renewal.operations.compliance import Finding, has_errors, rules_for
+from renewal.operations.inventory import Inventory, build_inventory
 
 SCHEMA_VERSION = 1
 

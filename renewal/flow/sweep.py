@@ -11,19 +11,20 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import metrics
-from .config import RenewalConfig
-from .model import CertificateListing, RenewalJob, utcnow
-from .observability import log_event
-from .orchestrator import STALE_TRIGGER_SUFFIX
-from .policy import DueDecision, is_due
-from .ports import CertificateGone, CertificateStore, JobQueue, Ledger
+from renewal import metrics
+from renewal.config import RenewalConfig
+from renewal.errors import CertificateGone
+from renewal.flow.due import DueDecision, is_due
+from renewal.flow.orchestrator import STALE_TRIGGER_SUFFIX
+from renewal.flow.routing import routed_issuer_or_none
+from renewal.model import IN_FLIGHT_STATES, CertificateListing, RenewalJob, utcnow
+from renewal.observability import log_event
+from renewal.ports import CertificateStore, JobQueue, Ledger
 
-log = logging.getLogger("renewal.sweep")
+log = logging.getLogger("renewal.flow.sweep")
 FOLLOW_UP_PER_VAULT = 8
 """Policy reads and enqueues in flight per vault while its listing streams on."""
 # "submitted" covers a worker that died between merge and notice: the re-driven job sends the notice.
-IN_FLIGHT_STATES = frozenset({"started", "submitted", "pending-at-ca", "retrying"})
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,9 @@ class Sweep:
         entry = self._decide(store, listing, now, fraction, report)
         if entry is None:
             return
-        metrics.observe_certificate(self.config, listing, entry.decision, now)
+        metrics.observe_certificate(
+            listing, entry.decision, routed_issuer_or_none(self.config, vault, listing.name, listing.tags), now
+        )
         if entry.decision.due and not dry_run:
             self.jobs.enqueue(
                 RenewalJob(

@@ -17,14 +17,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import RenewalConfig
-from .model import CertificateListing, CertificateVersion, utcnow
-from .observability import log_event
-from .policy import DueDecision, is_due
-from .ports import CertificateStore, Ledger, LedgerRow
-from .routing import NoRoute, route_issuer
+from renewal.config import RenewalConfig
+from renewal.errors import NoRoute
+from renewal.flow.due import DueDecision, is_due
+from renewal.flow.routing import route_issuer
+from renewal.model import AttemptState, CertificateListing, CertificateVersion, LedgerRow, utcnow
+from renewal.observability import log_event
+from renewal.ports import CertificateStore, Ledger
 
-log = logging.getLogger("renewal.inventory")
+log = logging.getLogger("renewal.operations.inventory")
 DEFAULT_WORKERS = 32
 LEDGER_SCAN_LIMIT = 10_000_000
 
@@ -63,7 +64,7 @@ class LastRenewal:
 
     @property
     def succeeded(self) -> bool:
-        return self.state == "notified"
+        return AttemptState(self.state).succeeded
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,7 +156,7 @@ def merged_versions(ledger: Ledger | None) -> set[tuple[str, str, str]]:
         return set()
     return {
         (row.vault, row.name, row.new_version)
-        for row in ledger.recent(states={"notified"}, limit=LEDGER_SCAN_LIMIT)
+        for row in ledger.recent(states={AttemptState.NOTIFIED}, limit=LEDGER_SCAN_LIMIT)
         if row.new_version
     }
 

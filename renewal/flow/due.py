@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .model import LifetimeTrigger
+from renewal.model import LifetimeTrigger
 
 OVERRIDE_DAYS_TAG = "renewal-days-before-expiry"
 OVERRIDE_PERCENT_TAG = "renewal-lifetime-percentage"

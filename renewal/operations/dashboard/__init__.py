@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .. import settings
-from ..observability import log_event
-from . import csrf
+from renewal import settings
+from renewal.observability import log_event
+from renewal.operations.dashboard import csrf
 
-log = logging.getLogger("renewal.dashboard")
+log = logging.getLogger("renewal.operations.dashboard")
 ROUTE = "ops/dashboard"
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
@@ -60,7 +60,7 @@ class DashboardResponse:
 
 
 def _links(request: DashboardRequest) -> Any:
-    from .pages import Links
+    from renewal.operations.dashboard.pages import Links
 
     path = urlsplit(request.url).path
     at = path.find("/" + ROUTE)
@@ -81,8 +81,8 @@ def _principal(request: DashboardRequest) -> str:
 
 
 def overview(service: Any, request: DashboardRequest) -> DashboardResponse:
-    from . import pages
-    from .estate import gather
+    from renewal.operations.dashboard import pages
+    from renewal.operations.dashboard.estate import gather
 
     links = _links(request)
     token = csrf.issue_token(secret=_secret(service), now=service.clock().timestamp(), principal=_principal(request))
@@ -92,8 +92,8 @@ def overview(service: Any, request: DashboardRequest) -> DashboardResponse:
 
 
 def certificate(service: Any, request: DashboardRequest) -> DashboardResponse:
-    from . import pages
-    from .estate import certificate as detail_of
+    from renewal.operations.dashboard import pages
+    from renewal.operations.dashboard.estate import certificate as detail_of
 
     links = _links(request)
     vault, name = request.route.get("vault", ""), request.route.get("name", "")
@@ -110,8 +110,8 @@ def replay(service: Any, request: DashboardRequest) -> DashboardResponse:
     redirects (303) to the overview with the result, so a reload never repeats the POST."""
     from urllib.parse import quote
 
-    from ..replay import replay as run_replay
-    from . import pages
+    from renewal.flow.replay import replay as run_replay
+    from renewal.operations.dashboard import pages
 
     links = _links(request)
     form = request.form()

@@ -13,19 +13,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-from .model import PolicySpec
+from renewal.errors import ChainRejected
+from renewal.model import PolicySpec
 
 CLOCK_SKEW = dt.timedelta(minutes=10)
 MIN_REMAINING = dt.timedelta(hours=1)
-
-
-class ChainRejected(Exception):
-    """The chain must not be merged; ``check`` names the failed rule."""
-
-    def __init__(self, check: str, message: str) -> None:
-        super().__init__(f"{check}: {message}")
-        self.check = check
-        self.message = message
 
 
 @dataclass(frozen=True)

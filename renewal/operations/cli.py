@@ -28,8 +28,8 @@ service_factory: Callable[[], Any] | None = None
 
 
 def _service() -> Any:
-    from .config import ConfigError
-    from .service import RenewalService
+    from renewal.errors import ConfigError
+    from renewal.service import RenewalService
 
     try:
         if service_factory is not None:
@@ -104,13 +104,12 @@ def renew(
     inline: Annotated[bool, typer.Option("--inline", help="Run the renewal here instead of queueing it.")] = False,
 ) -> None:
     """Force a renewal of VAULT/NAME (queued for the worker, or run inline)."""
-    from .orchestrator import RenewalFailed
-    from .service import JobRejected
+    from renewal.errors import NotFound, RenewalFailed
 
     service = _service()
     try:
         job = service.force_renewal(vault, name, requested_by="cli")
-    except JobRejected as exc:
+    except NotFound as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(EXIT_NOT_FOUND) from None
     if not inline:
@@ -130,8 +129,8 @@ def replay(
     ids: Annotated[list[str] | None, typer.Option("--id", help="Only these message ids / dead-letter blobs.")] = None,
 ) -> None:
     """List poisoned jobs/notices and dead-lettered events, or re-drive them."""
-    from .replay import list_failures
-    from .replay import replay as run_replay
+    from renewal.flow.replay import list_failures
+    from renewal.flow.replay import replay as run_replay
 
     service = _service()
     report = list_failures(service)
@@ -161,7 +160,7 @@ def replay(
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Queue depths, failures and the latest renewals."""
-    from .replay import status as read_status
+    from renewal.flow.replay import status as read_status
 
     data = read_status(_service())
     if as_json:
@@ -198,7 +197,7 @@ def report(
     workers: Annotated[int, typer.Option("--workers", min=1, max=256, help="Concurrent certificate reads.")] = 32,
 ) -> None:
     """Inventory and compliance report of every configured vault; exit 1 when any finding is an error."""
-    from .estate_report import build_report
+    from renewal.operations.report import build_report
 
     if output_format not in ("table", "json", "html"):
         err.print(f"[red]--format: unknown format {output_format!r} (table, json or html)[/red]")
@@ -271,16 +270,15 @@ def adopt(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the changes, make none.")] = False,
 ) -> None:
     """Bring an existing certificate under management: issuer tag, Unknown issuer, EmailContacts trigger."""
-    from .adoption import AdoptionRefused
-    from .adoption import adopt as run_adopt
+    from renewal.errors import AdoptionRefused, NotFound
+    from renewal.operations.adoption import adopt as run_adopt
 
     service = _service()
     try:
         result = run_adopt(service, vault, name, issuer=issuer, dry_run=dry_run)
-    except AdoptionRefused as exc:
+    except (AdoptionRefused, NotFound) as exc:
         err.print(f"[red]not adopted[/red]: {exc}")
-        missing = str(exc).startswith(("vault:", "name:"))
-        raise typer.Exit(EXIT_NOT_FOUND if missing else EXIT_FAILED) from None
+        raise typer.Exit(EXIT_NOT_FOUND if isinstance(exc, NotFound) else EXIT_FAILED) from None
     if not result.changes:
         console.print(f"{vault}/{name} is already managed by {issuer}: nothing to change")
         return
@@ -306,7 +304,8 @@ def import_certificate(
     """Import a PFX/PEM after checking its chain, key and validity against the compliance rules."""
     import os
 
-    from .adoption import ImportRefused, import_file
+    from renewal.errors import ImportRefused, NotFound
+    from renewal.operations.adoption import import_file
 
     password = None
     if password_setting:
@@ -329,7 +328,10 @@ def import_certificate(
         err.print(f"[red]refused[/red]: {exc}", markup=True)
         for finding in exc.findings:
             err.print(f"  {finding.severity} {finding.rule}: {finding.message}", markup=False)
-        raise typer.Exit(EXIT_NOT_FOUND if str(exc).startswith("vault:") else EXIT_FAILED) from None
+        raise typer.Exit(EXIT_FAILED) from None
+    except NotFound as exc:
+        err.print(f"[red]refused[/red]: {exc}", markup=True)
+        raise typer.Exit(EXIT_NOT_FOUND) from None
     console.print(
         f"imported {vault}/{name} version {result.version} from {result.format.upper()} "
         f"(chain of {result.chain_length})"

@@ -9,7 +9,15 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from .estate import SEVERITIES, STATES, CertificateDetail, CertificateRow, Estate, WeekBucket
+from renewal.model import AttemptState
+from renewal.operations.dashboard.estate import (
+    SEVERITIES,
+    STATES,
+    CertificateDetail,
+    CertificateRow,
+    Estate,
+    WeekBucket,
+)
 
 CSS = """
 :root{color-scheme:light;--ink:#1b1f24;--muted:#57606a;--line:#d0d7de;--bg:#fff;--panel:#f6f8fa;--expired:#a40e26;--failing:#bc4c00;--renewing:#0550ae;--due:#7d4e00;--healthy:#116329;--exp:#a40e26;--ren:#0550ae}
@@ -396,9 +404,9 @@ def certificate(detail: CertificateDetail, links: Links) -> str:
 
 
 def _badge_for_ledger(state: str) -> str:
-    kind = {"failed": "failing", "rejected": "failing", "retrying": "failing"}
-    kind["notified"] = "healthy"
-    return f'<span class="badge b-{kind.get(state, "renewing")}">{escape(state)}</span>'
+    attempt = AttemptState(state)
+    kind = "failing" if attempt.failing else "healthy" if attempt.succeeded else "renewing"
+    return f'<span class="badge b-{kind}">{escape(attempt.value)}</span>'
 
 
 def error_page(title: str, message: str, links: Links) -> str:
