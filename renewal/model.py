@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
@@ -27,7 +29,11 @@ def _parse_ts(value: str | None) -> dt.datetime | None:
 
 @dataclass(frozen=True)
 class RenewalJob:
-    """One unit of work for the orchestrator: renew ``name`` in ``vault`` if (still) due."""
+    """One unit of work for the orchestrator: renew ``name`` in ``vault`` if (still) due.
+
+    A job names a certificate and why, nothing more (DESIGN.md promise 7): which CA signs, which resume
+    ticket applies and which pending request is meant come from the configuration, the ledger and Key
+    Vault when the job runs."""
 
     vault: str
     name: str
@@ -38,26 +44,12 @@ class RenewalJob:
     version: str = ""
     """The current version the trigger saw; if another version is current by the time the job runs,
     the certificate was renewed meanwhile and the job does nothing (keeps promise 1 for forced jobs)."""
-    ticket: dict[str, Any] | None = None
-    """Resume ticket of an earlier IssuancePending."""
-    request_id: str = ""
-    """Key Vault pending request id the ticket belongs to."""
-    issuer: str = ""
-    """Issuer the ticket belongs to (a ticket is only valid at the CA that made it)."""
-    pending_polls: int = 0
     enqueued_at: dt.datetime | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
         data["enqueued_at"] = _ts(self.enqueued_at)
         return json.dumps(data, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RenewalJob:
-        known = {f for f in cls.__dataclass_fields__}
-        values = {k: v for k, v in data.items() if k in known}
-        values["enqueued_at"] = _parse_ts(values.get("enqueued_at"))
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -100,41 +92,105 @@ class DeploymentNotice:
 
 
 # -- queue messages: parsed like events, every refusal names its field -------------------------------------
-def parse_job(body: str | bytes) -> RenewalJob:
+VAULT_NAME = re.compile(r"^[0-9a-zA-Z-]{3,24}$")
+"""Key Vault's own rule for vault names."""
+CERTIFICATE_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+"""Key Vault's own rule for certificate names."""
+OBJECT_ID = re.compile(r"^[0-9a-zA-Z-]{1,64}$")
+"""Versions and pending request ids."""
+JOB_REASONS = ("event", "sweep", "operator", "replay", "pending-followup")
+_TRIGGER_ID = re.compile(r"^[\x21-\x7e]{0,200}$")
+
+
+def _object(body: str | bytes, what: str) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise JobRejected(f"body: not JSON ({exc})") from None
+        raise JobRejected("body", f"not {what} ({exc})") from None
     if not isinstance(data, dict):
-        raise JobRejected("body: must be a JSON object")
-    for key in ("vault", "name", "reason"):
-        if not isinstance(data.get(key), str) or not data.get(key):
-            raise JobRejected(f"{key}: required string is missing")
-    if data["reason"] not in ("event", "sweep", "operator", "replay", "pending-followup"):
-        raise JobRejected(f"reason: unknown value {data['reason']!r}")
-    for key, kind in (("force", bool), ("pending_polls", int), ("ticket", (dict, type(None)))):
-        if key in data and not isinstance(data[key], kind):
-            raise JobRejected(f"{key}: wrong type {type(data[key]).__name__}")
-    for key in ("trigger_id", "version", "request_id", "issuer", "enqueued_at"):
-        if key in data and not isinstance(data[key], (str, type(None))):
-            raise JobRejected(f"{key}: must be a string")
+        raise JobRejected("body", f"{what} must be a JSON object")
+    return data
+
+
+def _matching(data: dict[str, Any], key: str, pattern: re.Pattern[str], *, required: bool = True) -> str:
+    value = data.get(key)
+    if value is None or value == "":
+        if required:
+            raise JobRejected(key, "required string is missing")
+        return ""
+    if not isinstance(value, str):
+        raise JobRejected(key, f"must be a string, not {type(value).__name__}")
+    if not pattern.fullmatch(value):
+        raise JobRejected(key, f"{value[:80]!r} does not match {pattern.pattern}")
+    return value
+
+
+def _moment(data: dict[str, Any], key: str, *, required: bool = False) -> dt.datetime | None:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise JobRejected(key, "must be an ISO 8601 time")
     try:
-        return RenewalJob.from_dict(data)
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise JobRejected(key, f"{value[:40]!r} is not an ISO 8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _known_vault(vault: str, configured_vaults: Collection[str] | None) -> None:
+    if configured_vaults is not None and vault not in configured_vaults:
+        raise JobRejected("vault", f"{vault!r} is not a configured vault")
+
+
+def parse_job(body: str | bytes, *, configured_vaults: Collection[str] | None = None) -> RenewalJob:
+    """A ``renewal-jobs`` message, validated like an event. Fields a job does not carry (an issuer, a resume
+    ticket, a request id, as older or forged messages may hold) are ignored: they decide nothing."""
+    data = _object(body, "a renewal job")
+    vault = _matching(data, "vault", VAULT_NAME)
+    _known_vault(vault, configured_vaults)
+    name = _matching(data, "name", CERTIFICATE_NAME)
+    reason = data.get("reason")
+    if reason not in JOB_REASONS:
+        raise JobRejected("reason", f"unknown value {str(reason)[:40]!r} (one of {', '.join(JOB_REASONS)})")
+    force = data.get("force", False)
+    if not isinstance(force, bool):
+        raise JobRejected("force", f"must be true or false, not {type(force).__name__}")
+    return RenewalJob(
+        vault=vault,
+        name=name,
+        reason=reason,
+        force=force,
+        trigger_id=_matching(data, "trigger_id", _TRIGGER_ID, required=False),
+        version=_matching(data, "version", OBJECT_ID, required=False),
+        enqueued_at=_moment(data, "enqueued_at"),
+    )
+
+
+def parse_notice(body: str | bytes, *, configured_vaults: Collection[str] | None = None) -> DeploymentNotice:
+    """A ``deployments`` message. Only its vault, name, new version and request id are read as a claim to
+    check: the notice deployers get is rebuilt from the ledger and Key Vault (``renewal.flow.deploy``)."""
+    data = _object(body, "a deployment notice")
+    vault = _matching(data, "vault", VAULT_NAME)
+    _known_vault(vault, configured_vaults)
+    try:
+        return DeploymentNotice(
+            vault=vault,
+            name=_matching(data, "name", CERTIFICATE_NAME),
+            new_version=_matching(data, "new_version", OBJECT_ID),
+            request_id=_matching(data, "request_id", OBJECT_ID),
+            old_version=_matching(data, "old_version", OBJECT_ID, required=False) or None,
+            certificate_id=str(data.get("certificate_id") or ""),
+            thumbprint_sha1=str(data.get("thumbprint_sha1") or ""),
+            not_before=_moment(data, "not_before", required=True),  # type: ignore[arg-type]
+            not_after=_moment(data, "not_after", required=True),  # type: ignore[arg-type]
+            issuer=str(data.get("issuer") or ""),
+            occurred_at=_moment(data, "occurred_at") or utcnow(),
+        )
+    except JobRejected:
+        raise
     except (TypeError, ValueError) as exc:
-        raise JobRejected(f"body: {exc}") from None
-
-
-def parse_notice(body: str | bytes) -> DeploymentNotice:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise JobRejected(f"body: not a deployment notice ({exc})") from None
-    if not isinstance(data, dict):
-        raise JobRejected("body: a deployment notice must be a JSON object")
-    try:
-        return DeploymentNotice.from_dict(data)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise JobRejected(f"body: not a deployment notice ({exc})") from None
+        raise JobRejected("body", f"not a deployment notice ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -175,6 +231,15 @@ class PolicySpec:
     lifetime_triggers: tuple[LifetimeTrigger, ...] = ()
     certificate_transparency: bool | None = None
     certificate_type: str | None = None
+
+    @property
+    def common_name(self) -> str | None:
+        """The CN of the policy's X.500 subject ("CN=app.example.com, O=Contoso")."""
+        for part in self.subject.replace(";", ",").split(","):
+            key, _, value = part.strip().partition("=")
+            if key.strip().upper() == "CN":
+                return value.strip()
+        return None
 
 
 @dataclass(frozen=True)
@@ -301,9 +366,16 @@ class LedgerRow:
     def submitted(self, issuer: str, now: dt.datetime) -> None:
         self.issuer, self.attempts, self.state, self.updated_at = issuer, self.attempts + 1, AttemptState.SUBMITTED, now
 
-    def pending_at_ca(self, ticket: dict[str, Any], now: dt.datetime) -> None:
+    @property
+    def pending_polls(self) -> int:
+        """How often the CA answered "pending" for this request."""
+        polls = self.extra.get("polls", 0)
+        return polls if isinstance(polls, int) else 0
+
+    def pending_at_ca(self, ticket: dict[str, Any], *, csr_sha256: str, now: dt.datetime) -> None:
+        """The CA will answer later: keep its ticket with the hash of the CSR it belongs to."""
         self.state, self.updated_at = AttemptState.PENDING_AT_CA, now
-        self.extra["ticket"] = ticket
+        self.extra.update(ticket=ticket, ticket_csr_sha256=csr_sha256, polls=self.pending_polls + 1)
 
     def fail(self, state: AttemptState, error: str, now: dt.datetime) -> None:
         if state not in FAILING_STATES:
@@ -313,7 +385,8 @@ class LedgerRow:
     def merged(self, version: str) -> None:
         """The new version is live; the row stays SUBMITTED until the notice is queued."""
         self.new_version, self.error = version, None
-        self.extra.pop("ticket", None)
+        for key in ("ticket", "ticket_csr_sha256"):
+            self.extra.pop(key, None)
 
     def notified(self, now: dt.datetime) -> None:
         self.state, self.updated_at = AttemptState.NOTIFIED, now

@@ -282,7 +282,12 @@ class RenewalService:
         )
         return job
 
-    def deliver(self, notice: DeploymentNotice) -> list[str]:
-        from renewal.flow.deploy import deliver_notice
+    def deliver(self, claim: DeploymentNotice) -> list[str]:
+        """Deliver the notice a ``deployments`` message claims, as the ledger and Key Vault confirm it."""
+        from renewal.flow.deploy import confirmed_notice, deliver_notice
 
-        return deliver_notice(notice, self.deployers)
+        store = self.stores.get(claim.vault)
+        if store is None:
+            raise NotFound("vault", f"{claim.vault!r} is not configured")
+        notice = confirmed_notice(claim, self.ledger, store)
+        return deliver_notice(notice, self.deployers) if notice is not None else []

@@ -1,16 +1,23 @@
 """Fan a DeploymentNotice out to the deployers whose match applies; any failure raises so the
-deployments queue retries the notice (receivers de-duplicate by its idempotency key)."""
+deployments queue retries the notice (receivers de-duplicate by its idempotency key).
+
+A ``deployments`` message is a claim, not a notice: anyone with queue rights can write one. What deployers
+are told is rebuilt from the ledger and Key Vault (DESIGN.md promise 7): the named version must be the
+certificate's current one, merged by the attempt the claim names."""
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import logging
 from collections.abc import Sequence
 
-from renewal.errors import DeliveryFailed
-from renewal.model import DeploymentNotice
+from cryptography import x509
+
+from renewal.errors import DeliveryFailed, JobRejected
+from renewal.model import AttemptState, DeploymentNotice
 from renewal.observability import log_event
-from renewal.ports import Deployer
+from renewal.ports import CertificateStore, Deployer, Ledger
 
 log = logging.getLogger("renewal.flow.deploy")
 
@@ -46,3 +53,44 @@ def deliver_notice(notice: DeploymentNotice, deployers: Sequence[Deployer]) -> l
     if failures:
         raise DeliveryFailed("; ".join(failures))
     return delivered
+
+
+_NEVER_MERGED = frozenset({AttemptState.FAILED, AttemptState.REJECTED, AttemptState.ABANDONED})
+
+
+def confirmed_notice(claim: DeploymentNotice, ledger: Ledger, store: CertificateStore) -> DeploymentNotice | None:
+    """The notice to deliver, rebuilt from the ledger row the claim names and the version Key Vault holds.
+
+    Raises :class:`JobRejected` for a claim neither confirms (a forged or foreign message: retried, then
+    poisoned for an operator to see); returns None when the version is no longer current (a newer renewal
+    sent its own notice, and rolling back to this one would harm the live version)."""
+    row = ledger.get(claim.vault, claim.name, claim.request_id)
+    if row is None or row.state in _NEVER_MERGED or row.new_version not in (None, claim.new_version):
+        raise JobRejected(
+            "request_id", f"no renewal of {claim.vault}/{claim.name} in the ledger merged {claim.new_version}"
+        )
+    current = store.get_current(claim.name)
+    if current is None or current.version != claim.new_version:
+        log_event(
+            log,
+            "deploy.superseded",
+            vault=claim.vault,
+            certificate=claim.name,
+            version=claim.new_version,
+            current=current.version if current else None,
+        )
+        return None
+    leaf = x509.load_der_x509_certificate(current.cer)
+    return DeploymentNotice(
+        vault=claim.vault,
+        name=claim.name,
+        new_version=current.version,
+        old_version=row.old_version,
+        certificate_id=current.id,
+        thumbprint_sha1=hashlib.sha1(current.cer).hexdigest(),  # noqa: S324 - x5t is SHA-1 by definition
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        issuer=row.issuer,
+        request_id=row.request_id,
+        occurred_at=row.updated_at or claim.occurred_at,
+    )

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from renewal import settings
-from renewal.errors import EventRejected
+from renewal.errors import EventRejected, JobRejected
 from renewal.flow.events import EventIgnored, parse_event
-from renewal.model import RenewalJob
+from renewal.model import parse_job
 from renewal.observability import log_event
 
 log = logging.getLogger("renewal.flow.replay")
@@ -75,14 +75,15 @@ def list_failures(service: Any) -> FailureReport:
 
 
 def _as_replayed_job(message: Any) -> str | None:
+    """The poisoned message as a replay job: only what a job may carry (the certificate and why) goes back;
+    a resume ticket, if any, is the ledger's to give."""
     payload = message.payload
     if not isinstance(payload, dict):
         return None
     try:
-        job = RenewalJob.from_dict(payload)
-    except (TypeError, ValueError):
+        job = parse_job(json.dumps(payload))
+    except JobRejected:
         return None
-    # A replay keeps the pending ticket so a CA that already issued is not asked twice.
     return dataclasses.replace(job, reason="replay" if job.reason != "pending-followup" else job.reason).to_json()
 
 

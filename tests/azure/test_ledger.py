@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from renewal.azure.ledger import TableLedger, partition_key
 from renewal.azure.storage import StorageEndpoints
-from renewal.model import LedgerRow
+from renewal.model import AttemptState, LedgerRow
 from tests.azure.conftest import at
 
 
-def row(request_id: str, state: str = "started", *, name: str = "web", started: int = 0, **kwargs: object) -> LedgerRow:
+def row(
+    request_id: str,
+    state: AttemptState = AttemptState.STARTED,
+    *,
+    name: str = "web",
+    started: int = 0,
+    **kwargs: object,
+) -> LedgerRow:
     return LedgerRow(
         vault="kv-one",
         name=name,
@@ -24,7 +31,7 @@ def test_upsert_and_get_round_trip_every_field(storage: StorageEndpoints) -> Non
     ledger = TableLedger(storage)
     full = row(
         "req-1",
-        "failed",
+        AttemptState.FAILED,
         issuer="private-ca",
         old_version="v1",
         new_version="v2",
@@ -37,15 +44,25 @@ def test_upsert_and_get_round_trip_every_field(storage: StorageEndpoints) -> Non
     assert ledger.get("kv-one", "web", "req-1") == full
     assert ledger.get("kv-one", "web", "absent") is None
     # Replace semantics: clearing a field on the row clears it in the table.
-    full.state, full.error, full.attempts = "notified", None, 4
+    full.state, full.error, full.attempts = AttemptState.NOTIFIED, None, 4
     ledger.upsert(full)
     again = ledger.get("kv-one", "web", "req-1")
-    assert again is not None and again.state == "notified" and again.error is None and again.attempts == 4
+    assert again is not None and again.state is AttemptState.NOTIFIED and again.error is None and again.attempts == 4
+
+
+def test_a_row_with_a_state_this_version_does_not_know_reads_as_abandoned(storage: StorageEndpoints) -> None:
+    ledger = TableLedger(storage)
+    ledger.upsert(row("req-odd"))
+    entity = dict(ledger._table.get_entity(partition_key("kv-one", "web"), "req-odd"))
+    ledger._table.upsert_entity({**entity, "state": "merged", "error": "was merging"})
+    odd = ledger.get("kv-one", "web", "req-odd")
+    assert odd is not None and odd.state is AttemptState.ABANDONED and not odd.state.in_flight
+    assert odd.error is not None and "unknown ledger state 'merged'" in odd.error and "was merging" in odd.error
 
 
 def test_keys_escape_characters_tables_forbid(storage: StorageEndpoints) -> None:
     ledger = TableLedger(storage)
-    odd = LedgerRow(vault="kv/a#b", name="we?b\\x|y%z", request_id="id/with#odd?chars", state="started")
+    odd = LedgerRow(vault="kv/a#b", name="we?b\\x|y%z", request_id="id/with#odd?chars", state=AttemptState.STARTED)
     ledger.upsert(odd)
     assert ledger.get("kv/a#b", "we?b\\x|y%z", "id/with#odd?chars") == odd
     key = partition_key("kv/a#b", "we?b\\x|y%z")
@@ -64,10 +81,11 @@ def test_history_is_newest_first_and_per_certificate(storage: StorageEndpoints) 
 
 def test_recent_filters_by_state_and_limits(storage: StorageEndpoints) -> None:
     ledger = TableLedger(storage)
-    states = ["abandoned", "failed", "pending-at-ca", "failed", "rejected", "abandoned"]
+    a = AttemptState
+    states = [a.ABANDONED, a.FAILED, a.PENDING_AT_CA, a.FAILED, a.REJECTED, a.ABANDONED]
     for i, state in enumerate(states):
         ledger.upsert(row(f"r{i}", state, name=f"cert-{i}", started=i))
     assert [r.request_id for r in ledger.recent(limit=3)] == ["r5", "r4", "r3"]
-    assert [r.request_id for r in ledger.recent(states={"failed", "rejected"})] == ["r4", "r3", "r1"]
-    assert [r.request_id for r in ledger.recent(states={"pending-at-ca"})] == ["r2"]
-    assert ledger.recent(states={"notified"}) == []
+    assert [r.request_id for r in ledger.recent(states={a.FAILED, a.REJECTED})] == ["r4", "r3", "r1"]
+    assert [r.request_id for r in ledger.recent(states={a.PENDING_AT_CA})] == ["r2"]
+    assert ledger.recent(states={a.NOTIFIED}) == []

@@ -15,7 +15,7 @@ from devtools.pump import QueuePump
 from renewal import settings
 from renewal.azure.queues import PoisonQueues, StorageJobQueue
 from renewal.azure.storage import StorageEndpoints
-from renewal.model import RenewalJob
+from renewal.model import parse_job
 from tests.azure.conftest import job
 
 JOBS = settings.JOBS_QUEUE
@@ -33,7 +33,7 @@ def test_success_deletes_and_hands_over_a_host_like_message(storage: StorageEndp
     assert (stats.processed, stats.failed, stats.poisoned) == (1, 0, 0)
     (msg,) = seen
     assert isinstance(msg, func.QueueMessage)
-    assert RenewalJob.from_dict(msg.get_json()) == job("web")
+    assert parse_job(msg.get_body()) == job("web")
     assert msg.dequeue_count == 1 and msg.id
     assert isinstance(msg.insertion_time, dt.datetime) and msg.pop_receipt
     assert count(storage, JOBS) == 0

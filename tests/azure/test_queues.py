@@ -20,23 +20,23 @@ from renewal.azure.queues import (
     delay_seconds,
 )
 from renewal.azure.storage import StorageEndpoints
-from renewal.model import DeploymentNotice, RenewalJob
+from renewal.model import DeploymentNotice, parse_job, parse_notice
 from tests.azure.conftest import b64, job
 
 POISON = settings.poison_queue(settings.JOBS_QUEUE)
 
 
 def test_job_is_base64_json_on_the_wire_and_round_trips(storage: StorageEndpoints) -> None:
-    sent = job(ticket={"order": "https://ca/o/1"}, request_id="r1", enqueued_at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    sent = job(force=True, version="v1", enqueued_at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
     StorageJobQueue(storage).enqueue(sent)
     raw = list(storage.queue_client(settings.JOBS_QUEUE, base64=False).peek_messages(max_messages=5))
     assert len(raw) == 1
     wire = raw[0].content
     assert not wire.startswith("{")
-    assert RenewalJob.from_dict(json.loads(base64.b64decode(wire, validate=True))) == sent
+    assert parse_job(base64.b64decode(wire, validate=True)) == sent
     # The decoding client (what the adapters use) sees the JSON text.
     decoded = next(iter(storage.queue_client(settings.JOBS_QUEUE).peek_messages())).content
-    assert RenewalJob.from_dict(json.loads(decoded)) == sent
+    assert parse_job(decoded) == sent
 
 
 def test_notice_goes_to_the_deployments_queue(storage: StorageEndpoints) -> None:
@@ -54,7 +54,7 @@ def test_notice_goes_to_the_deployments_queue(storage: StorageEndpoints) -> None
     )
     StorageNoticeQueue(storage).enqueue(notice)
     wire = next(iter(storage.queue_client(settings.DEPLOYMENTS_QUEUE, base64=False).peek_messages())).content
-    assert DeploymentNotice.from_dict(json.loads(base64.b64decode(wire))) == notice
+    assert parse_notice(base64.b64decode(wire)) == notice
 
 
 def test_delay_rounds_up_to_whole_seconds_and_caps_at_seven_days() -> None:
@@ -115,9 +115,7 @@ def test_requeue_moves_100_poisoned_messages_back_with_a_fresh_count(storage: St
     received = list(main.receive_messages(messages_per_page=32, max_messages=100))
     assert len(received) == 100
     assert {m.dequeue_count for m in received} == {1}
-    assert sorted(RenewalJob.from_dict(json.loads(m.content)).name for m in received) == [
-        f"c{i:03}" for i in range(100)
-    ]
+    assert sorted(parse_job(m.content).name for m in received) == [f"c{i:03}" for i in range(100)]
 
 
 def test_requeue_by_id_with_transform(storage: StorageEndpoints) -> None:
@@ -126,15 +124,13 @@ def test_requeue_by_id_with_transform(storage: StorageEndpoints) -> None:
     def as_replay(message: PoisonMessage) -> str | None:
         if message.payload["name"] == "c001":
             return None  # left in poison
-        return RenewalJob.from_dict({**message.payload, "reason": "replay"}).to_json()
+        return parse_job(json.dumps({**message.payload, "reason": "replay"})).to_json()
 
     moved = PoisonQueues(storage).requeue_poison(settings.JOBS_QUEUE, ids=ids[:3], transform=as_replay)
     assert moved == 2
     left = PoisonQueues(storage).list_poison(settings.JOBS_QUEUE)
     assert sorted(m.payload["name"] for m in left) == ["c001", "c003", "c004"]
-    jobs = [
-        RenewalJob.from_dict(json.loads(m.content)) for m in storage.queue_client(settings.JOBS_QUEUE).peek_messages(32)
-    ]
+    jobs = [parse_job(m.content) for m in storage.queue_client(settings.JOBS_QUEUE).peek_messages(32)]
     assert sorted(j.name for j in jobs) == ["c000", "c002"] and {j.reason for j in jobs} == {"replay"}
 
 
