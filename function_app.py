@@ -30,7 +30,19 @@ def service():
     return _service
 
 
-def _event_dict(event: func.EventGridEvent) -> dict:
+def _event_dict(event: func.EventGridEvent | func.CloudEvent) -> dict:
+    """The event as it was on the wire, in its own schema: the worker's converter hands us a
+    ``CloudEvent`` (source, type, time) when the delivery has ``specversion``, else an ``EventGridEvent``."""
+    if isinstance(event, func.CloudEvent):
+        return {
+            "specversion": event.specversion,
+            "id": event.id,
+            "source": event.source,
+            "type": event.type,
+            "subject": event.subject,
+            "time": event.time.isoformat() if event.time else None,
+            "data": event.get_json(),
+        }
     return {
         "id": event.id,
         "topic": event.topic,
@@ -44,7 +56,7 @@ def _event_dict(event: func.EventGridEvent) -> dict:
 
 @app.function_name("on_certificate_event")
 @app.event_grid_trigger(arg_name="event")
-def on_certificate_event(event: func.EventGridEvent) -> None:
+def on_certificate_event(event: func.EventGridEvent | func.CloudEvent) -> None:
     # Rejected and ignored events are logged by the service and acknowledged (a retry cannot fix them);
     # a failure to enqueue raises, so Event Grid retries and finally dead-letters the event.
     service().handle_event(_event_dict(event))

@@ -1,11 +1,10 @@
 """A loopback stand-in for the Functions host's Event Grid webhook
 (``/runtime/webhooks/eventgrid?functionName=...``): answers the validation handshake, turns each
-delivered event into an ``azure.functions.EventGridEvent`` and calls the function like the host does.
+delivered event into what ``azure.functions``' converter makes of it and calls the function like the host does.
 A handler exception answers 500, so the sender (Event Grid, or the emulator) retries."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -15,23 +14,13 @@ from typing import Any
 
 
 def to_function_event(event: dict[str, Any]) -> Any:
-    import azure.functions as func
+    """What the Python worker hands the function for one delivered event: the host passes each array
+    element as JSON, and ``azure.functions``' own Event Grid converter decodes it (a ``CloudEvent`` when
+    it has ``specversion``, else an ``EventGridEvent``)."""
+    from azure.functions.eventgrid import EventGridEventInConverter
+    from azure.functions.meta import Datum
 
-    cloud = "specversion" in event
-    when = event.get("time" if cloud else "eventTime")
-    try:
-        event_time = dt.datetime.fromisoformat(str(when).replace("Z", "+00:00")) if when else None
-    except ValueError:
-        event_time = None
-    return func.EventGridEvent(
-        id=event.get("id"),
-        data=event.get("data"),
-        topic=event.get("source" if cloud else "topic"),
-        subject=event.get("subject"),
-        event_type=event.get("type" if cloud else "eventType"),
-        event_time=event_time,
-        data_version=event.get("dataVersion", "1"),
-    )
+    return EventGridEventInConverter.decode(Datum(json.dumps(event), "json"), trigger_metadata={})
 
 
 @contextmanager

@@ -1,7 +1,8 @@
 """A local stand-in for the Functions host's queue trigger, for demos and integration tests.
 
 It follows the host's queue-trigger rules (see the Azure Functions queue trigger docs):
-- bodies are base64 on the wire and handed to the function decoded, as an ``azure.functions.QueueMessage``
+- bodies are base64 on the wire and handed to the function decoded, as the ``azure.functions.QueueMessage``
+  that the worker's converter makes,
   carrying ``dequeue_count``, ``insertion_time``, ``expiration_time``, ``time_next_visible``, ``pop_receipt``;
 - success deletes the message; an exception makes it visible again after ``visibilityTimeout``
   (``retry_delay`` here, whole seconds as the service counts them; 0 = at once, the host default);
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import math
 import threading
@@ -163,21 +165,29 @@ class QueuePump:
         self._count("processed")
 
     def _to_function_message(self, raw: Any) -> Any:
-        from azure.functions.queue import QueueMessage  # the subclass the worker builds; it has dequeue_count
+        """What the worker hands the function: the base64-decoded body and the host's trigger metadata
+        (each a JSON ``Datum``), decoded by ``azure.functions``' own queue converter."""
+        from azure.functions.meta import Datum
+        from azure.functions.queue import QueueMessageInConverter
 
         try:
             body = base64.b64decode((raw.content or "").encode("ascii"), validate=True)
         except (binascii.Error, UnicodeError, ValueError) as exc:
             raise UndecodableMessageError(f"message {raw.id} is not base64") from exc
-        return QueueMessage(
-            id=raw.id,
-            body=body,
-            dequeue_count=raw.dequeue_count,
-            expiration_time=raw.expires_on,
-            insertion_time=raw.inserted_on,
-            time_next_visible=raw.next_visible_on,
-            pop_receipt=raw.pop_receipt,
-        )
+
+        def when(value: Any) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        metadata = {
+            "Id": raw.id,
+            "DequeueCount": raw.dequeue_count,
+            "ExpirationTime": when(raw.expires_on),
+            "InsertionTime": when(raw.inserted_on),
+            "NextVisibleTime": when(raw.next_visible_on),
+            "PopReceipt": raw.pop_receipt,
+        }
+        trigger_metadata = {k: Datum(json.dumps(v), "json") for k, v in metadata.items() if v is not None}
+        return QueueMessageInConverter.decode(Datum(body, "bytes"), trigger_metadata=trigger_metadata)
 
     def _to_poison(self, raw: Any) -> None:
         # Copy first, delete second: a crash in between duplicates rather than loses.

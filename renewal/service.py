@@ -222,7 +222,7 @@ class RenewalService:
     def handle_event(self, event: Mapping[str, Any]) -> EventResult:
         """One Event Grid event -> one queued job; malformed or foreign events are rejected, never raised."""
         try:
-            parsed = parse_event(event, configured_vaults={v.name for v in self.config.vaults})
+            parsed = parse_event(event, configured_vaults={v.name: v.url for v in self.config.vaults})
         except EventRejected as exc:
             log_event(
                 log,

@@ -12,17 +12,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from renewal.errors import EventRejected
-from renewal.model import RenewalJob
+from renewal.model import CERTIFICATE_NAME, VAULT_NAME, RenewalJob
 
 NEAR_EXPIRY = "Microsoft.KeyVault.CertificateNearExpiry"
 EXPIRED = "Microsoft.KeyVault.CertificateExpired"
 NEW_VERSION = "Microsoft.KeyVault.CertificateNewVersionCreated"
 RENEWAL_EVENT_TYPES = frozenset({NEAR_EXPIRY, EXPIRED})
-_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
-_VAULT = re.compile(r"^[0-9a-zA-Z-]{3,24}$")
-_VERSION = re.compile(r"^[0-9a-zA-Z]{1,64}$")
+_VERSION = re.compile(r"[0-9a-zA-Z]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -72,10 +71,35 @@ def _text(data: Mapping[str, Any], key: str, *, field: str) -> str:
     return value
 
 
+def _same_origin(url: str, vault_url: str) -> bool:
+    """Scheme, host and port as Key Vault names them (default port 443, host case-insensitive)."""
+    a, b = urlsplit(url), urlsplit(vault_url)
+    try:
+        return (a.scheme.lower(), a.hostname, a.port or 443) == (b.scheme.lower(), b.hostname, b.port or 443)
+    except ValueError:  # a port that is not a number
+        return False
+
+
+def _check_object_id(data: Mapping[str, Any], vault: str, vault_url: str, name: str, version: str | None) -> None:
+    """``data.Id`` must be the named certificate in the configured vault's own URL: an event cannot point
+    the service at another host, another vault or another object than the one it names."""
+    object_id = _text(data, "Id", field="data.Id")
+    parts = urlsplit(object_id)
+    if parts.username or parts.password or parts.query or parts.fragment or not _same_origin(object_id, vault_url):
+        raise EventRejected("data.Id", f"{object_id!r:.120} is not in vault {vault!r} ({vault_url})")
+    segments = [s.lower() for s in parts.path.strip("/").split("/")]
+    named = segments[:2] == ["certificates", name.lower()]
+    versioned = len(segments) == 2 or (len(segments) == 3 and (version is None or segments[2] == version.lower()))
+    if not (named and versioned):
+        raise EventRejected("data.Id", f"{object_id!r:.120} is not certificate {name!r} of vault {vault!r}")
+
+
 def parse_event(
-    event: Mapping[str, Any] | Any, *, configured_vaults: set[str] | frozenset[str]
+    event: Mapping[str, Any] | Any, *, configured_vaults: Mapping[str, str]
 ) -> CertificateEvent | EventIgnored:
-    """Accept one event in either schema; raise EventRejected naming the bad field."""
+    """Accept one event in either schema; raise EventRejected naming the bad field.
+
+    ``configured_vaults`` maps each configured vault name to its URL."""
     if not isinstance(event, Mapping):
         raise EventRejected("event", f"must be a JSON object, got {type(event).__name__}")
     cloud = "specversion" in event
@@ -95,16 +119,17 @@ def parse_event(
     if object_type is not None and str(object_type).lower() != "certificate":
         return EventIgnored(f"object type {object_type!r} is not a certificate", event_id)
     vault = _text(data, "VaultName", field="data.VaultName")
-    if not _VAULT.match(vault):
+    if not VAULT_NAME.fullmatch(vault):
         raise EventRejected("data.VaultName", f"not a vault name: {vault!r:.60}")
     if vault not in configured_vaults:
         raise EventRejected("data.VaultName", f"vault {vault!r} is not configured")
     name = _text(data, "ObjectName", field="data.ObjectName")
-    if not _NAME.match(name):
+    if not CERTIFICATE_NAME.fullmatch(name):
         raise EventRejected("data.ObjectName", f"not a certificate name: {name!r:.60}")
     version = data.get("Version")
-    if version is not None and (not isinstance(version, str) or not _VERSION.match(version)):
+    if version is not None and (not isinstance(version, str) or not _VERSION.fullmatch(version)):
         raise EventRejected("data.Version", f"not a version id: {version!r:.60}")
+    _check_object_id(data, vault, configured_vaults[vault], name, version or None)
     topic_key = "source" if cloud else "topic"
     topic = event.get(topic_key) or ""
     if not isinstance(topic, str):

@@ -116,7 +116,7 @@ def _replay_dead_letters(service: Any, result: ReplayResult, ids: Collection[str
     by_blob: dict[str, list[Any]] = {}
     for item in service.dead_letters.list():
         by_blob.setdefault(item.blob_name, []).append(item)
-    vaults = {v.name for v in service.config.vaults}
+    vaults = {v.name: v.url for v in service.config.vaults}
     for blob_name, items in by_blob.items():
         if ids is not None and blob_name not in ids:
             continue

@@ -75,6 +75,10 @@ class Flow:
     def now(self) -> int:
         return int(self.kv.admin.now())
 
+    def event(self, vault: str, name: str, version: str, *, event_id: str = "evt-1") -> dict[str, Any]:
+        """A near-expiry event as Key Vault would send it for this emulator's vault."""
+        return near_expiry_event(vault, name, version, event_id=event_id, base_url=self.kv.vault_urls.get(vault))
+
     def seed(
         self,
         vault: str,
@@ -164,7 +168,12 @@ def flow(kv: Any, storage: Any, hook: HookReceiver, tmp_path: Any) -> Flow:
     return Flow(service, kv, storage, ca, environ)
 
 
-def near_expiry_event(vault: str, name: str, version: str, *, event_id: str = "evt-1") -> dict[str, Any]:
+def near_expiry_event(
+    vault: str, name: str, version: str, *, event_id: str = "evt-1", base_url: str | None = None
+) -> dict[str, Any]:
+    """A CertificateNearExpiry event in the Event Grid schema; ``data.Id`` lies in ``base_url`` (the vault's
+    URL, which the service checks), by default the public cloud's."""
+    base = (base_url or f"https://{vault}.vault.azure.net").rstrip("/")
     return {
         "id": event_id,
         "topic": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
@@ -174,7 +183,7 @@ def near_expiry_event(vault: str, name: str, version: str, *, event_id: str = "e
         "eventTime": "2026-11-26T00:00:00Z",
         "dataVersion": "1",
         "data": {
-            "Id": f"https://{vault}.vault.azure.net/certificates/{name}/{version}",
+            "Id": f"{base}/certificates/{name}/{version}",
             "VaultName": vault,
             "ObjectType": "Certificate",
             "ObjectName": name,

@@ -17,8 +17,6 @@ from renewal import settings
 from renewal.flow.replay import list_failures, replay
 from renewal.flow.sweep import Sweep
 
-from .conftest import near_expiry_event
-
 
 @pytest.fixture(autouse=True)
 def wired(flow):
@@ -54,7 +52,7 @@ def test_twenty_duplicate_events_and_a_sweep_give_one_version_one_ca_call_one_no
 
     threads = [
         threading.Thread(
-            target=flow.service.handle_event, args=(near_expiry_event("kv-alpha", "web", version, event_id=f"e{i}"),)
+            target=flow.service.handle_event, args=(flow.event("kv-alpha", "web", version, event_id=f"e{i}"),)
         )
         for i in range(20)
     ]

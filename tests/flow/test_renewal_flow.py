@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -14,6 +13,7 @@ import pytest
 from cryptography import x509
 
 import function_app
+from devtools.eventgrid_host import to_function_event
 from devtools.pump import QueuePump
 from renewal import settings
 from renewal.azure.deployers import SIGNATURE_HEADER, TIMESTAMP_HEADER
@@ -28,16 +28,9 @@ def wired(flow):
     function_app._service = None
 
 
-def grid_event(payload: dict) -> func.EventGridEvent:
-    return func.EventGridEvent(
-        id=payload["id"],
-        data=payload["data"],
-        topic=payload["topic"],
-        subject=payload["subject"],
-        event_type=payload["eventType"],
-        event_time=dt.datetime.now(dt.UTC),
-        data_version="1",
-    )
+def grid_event(payload: dict) -> func.EventGridEvent | func.CloudEvent:
+    """What the Python worker passes the function: the payload decoded by azure.functions' own converter."""
+    return to_function_event(payload)
 
 
 def pump(flow, queue=settings.JOBS_QUEUE, handler=None, **kw):
@@ -48,7 +41,7 @@ def pump(flow, queue=settings.JOBS_QUEUE, handler=None, **kw):
 def test_near_expiry_event_renews_merges_and_notifies(flow, hook):
     flow.seed("kv-alpha", "web", days_left=20)
     old = flow.current("web")
-    function_app.on_certificate_event(grid_event(near_expiry_event("kv-alpha", "web", old.properties.version)))
+    function_app.on_certificate_event(grid_event(flow.event("kv-alpha", "web", old.properties.version)))
 
     stats = pump(flow)
     assert stats.processed == 1 and stats.poisoned == 0
@@ -84,7 +77,7 @@ def test_near_expiry_event_renews_merges_and_notifies(flow, hook):
 
     # A second delivery of the same event finds the certificate renewed and does nothing.
     function_app.on_certificate_event(
-        grid_event(near_expiry_event("kv-alpha", "web", old.properties.version, event_id="evt-2"))
+        grid_event(flow.event("kv-alpha", "web", old.properties.version, event_id="evt-2"))
     )
     assert pump(flow).processed == 1
     assert len(flow.versions("web")) == 2
@@ -92,7 +85,7 @@ def test_near_expiry_event_renews_merges_and_notifies(flow, hook):
 
 def test_not_due_certificate_is_left_alone(flow):
     flow.seed("kv-alpha", "healthy", days_left=80)
-    flow.service.handle_event(near_expiry_event("kv-alpha", "healthy", flow.current("healthy").properties.version))
+    flow.service.handle_event(flow.event("kv-alpha", "healthy", flow.current("healthy").properties.version))
     pump(flow)
     assert len(flow.versions("healthy")) == 1
     assert flow.kv.admin.counters().get("create", 0) == 0
@@ -100,7 +93,7 @@ def test_not_due_certificate_is_left_alone(flow):
 
 def test_malformed_and_foreign_events_are_rejected_with_the_field(flow, caplog):
     caplog.set_level(logging.INFO, logger="renewal")
-    bad = near_expiry_event("kv-alpha", "web", "v1")
+    bad = flow.event("kv-alpha", "web", "v1")
     bad["data"]["EXP"] = "tomorrow"
     assert flow.service.handle_event(bad).status == "rejected"
     foreign = near_expiry_event("kv-zulu", "web", "v1")

@@ -25,7 +25,7 @@ from renewal.model import parse_job
 from .conftest import make_config
 
 CASES: Counter[str] = Counter()
-CONFIGURED = {"kv-alpha", "kv-beta"}
+CONFIGURED = {"kv-alpha": "https://kv-alpha.vault.azure.net", "kv-beta": "https://kv-beta.vault.azure.net"}
 FIELD = re.compile(r'^(?:"(?:[^"\\]|\\.)*"|[^:"])+: ')  # a field name (odd keys quoted), then ": "
 
 json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
@@ -60,7 +60,8 @@ def events(draw: Any) -> Any:
                 "Version": st.sampled_from(["abc123", "", "v/1"]) | json_leaf,
                 "NBF": json_leaf,
                 "EXP": json_leaf | st.sampled_from(["1e400", "-1", "nan"]),
-                "Id": json_leaf,
+                "Id": json_leaf
+                | st.sampled_from([f"https://{vault}.vault.azure.net/certificates/web", "https://evil/x"]),
             },
         )
     )

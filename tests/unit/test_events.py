@@ -3,13 +3,13 @@ import pytest
 from renewal.errors import EventRejected
 from renewal.flow.events import EXPIRED, NEAR_EXPIRY, CertificateEvent, EventIgnored, parse_event
 
-VAULTS = {"kv-alpha"}
+VAULTS = {"kv-alpha": "https://kv-alpha.vault.azure.net/"}
 TOPIC = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-alpha"
 
 
 def grid_event(**data_overrides):
     data = {
-        "Id": "https://kv-alpha.vault.azure.net/certificates/web/abc",
+        "Id": "https://kv-alpha.vault.azure.net/certificates/web/abc123",
         "VaultName": "kv-alpha",
         "ObjectType": "Certificate",
         "ObjectName": "web",
@@ -93,3 +93,43 @@ def test_other_object_types_and_event_types_are_ignored():
 def test_non_object_is_rejected():
     with pytest.raises(EventRejected, match="event"):
         parse_event([1, 2], configured_vaults=VAULTS)
+
+
+@pytest.mark.parametrize(
+    "object_id",
+    [
+        "https://evil.example.net/certificates/web/abc123",  # another host
+        "https://kv-alpha.vault.azure.net.evil.example/certificates/web/abc123",
+        "https://kv-alpha.vault.azure.net:8443/certificates/web/abc123",  # another port
+        "http://kv-alpha.vault.azure.net/certificates/web/abc123",  # another scheme
+        "https://x@kv-alpha.vault.azure.net/certificates/web/abc123",  # user info
+        "https://kv-zulu.vault.azure.net/certificates/web/abc123",  # another vault
+        "https://kv-alpha.vault.azure.net/certificates/api/abc123",  # another certificate
+        "https://kv-alpha.vault.azure.net/certificates/web/other",  # another version
+        "https://kv-alpha.vault.azure.net/secrets/web/abc123",  # another object kind
+        "https://kv-alpha.vault.azure.net/certificates/web/abc123/../../api",
+        "https://kv-alpha.vault.azure.net/certificates/web/abc123?x=1",
+        "https://kv-alpha.vault.azure.net:notaport/certificates/web/abc123",
+        "",
+    ],
+)
+def test_an_id_outside_the_configured_vault_or_naming_another_object_is_rejected(object_id):
+    with pytest.raises(EventRejected) as err:
+        parse_event(grid_event(Id=object_id), configured_vaults=VAULTS)
+    assert err.value.field == "data.Id"
+
+
+def test_the_id_may_name_the_certificate_without_a_version_and_in_any_case():
+    for object_id in (
+        "https://KV-ALPHA.vault.azure.net/certificates/WEB",
+        "https://kv-alpha.vault.azure.net:443/certificates/web/ABC123",
+    ):
+        parsed = parse_event(grid_event(Id=object_id), configured_vaults=VAULTS)
+        assert isinstance(parsed, CertificateEvent)
+
+
+def test_names_with_a_trailing_newline_are_not_names():
+    with pytest.raises(EventRejected, match=r"data\.VaultName"):
+        parse_event(grid_event(VaultName="kv-alpha\n"), configured_vaults=VAULTS)
+    with pytest.raises(EventRejected, match=r"data\.ObjectName"):
+        parse_event(grid_event(ObjectName="web\n"), configured_vaults=VAULTS)
