@@ -68,7 +68,8 @@ class CfsslClient:
         import requests
 
         self._session = requests.Session()
-        self._session.verify = config.ca_bundle or True
+        # Passed with every request: requests lets REQUESTS_CA_BUNDLE override a Session.verify.
+        self._verify: str | bool = config.ca_bundle or True
 
     def _hmac_key(self) -> bytes:
         assert self._config.auth_key is not None
@@ -88,7 +89,7 @@ class CfsslClient:
 
         url = f"{self._config.url}{API_PREFIX}/{endpoint}"
         try:
-            response = self._session.post(url, json=body, timeout=self._context.timeout_seconds)
+            response = self._session.post(url, json=body, timeout=self._context.timeout_seconds, verify=self._verify)
         except requests.exceptions.SSLError as exc:
             raise PermanentCAError(
                 f"CFSSL {endpoint}: TLS verification failed ({type(exc).__name__}); check ca_bundle", issuer=self.name

@@ -210,6 +210,8 @@ def running_pebble_server(
             "ocspResponderURL": "",
             "externalAccountBindingRequired": bool(eab_keys),
             "externalAccountMACKeys": eab_keys or {},
+            # What public ACME CAs issue (pebble's own default is five years, which no policy allows).
+            "certificateValidityPeriod": 90 * 86_400,
         }
     }
     (workdir / "pebble-config.json").write_text(json.dumps(config))

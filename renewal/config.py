@@ -62,6 +62,8 @@ class WebhookDeployerConfig(_Strict):
     vault: str | None = None
     allow_private_addresses: bool = False
     """Loopback/private targets are refused unless this is set (link-local and metadata always are)."""
+    ca_bundle: str | None = None
+    """File of the CAs trusted for the target's TLS; the public roots when unset."""
 
     @field_validator("url")
     @classmethod
@@ -80,6 +82,16 @@ class EventGridDeployerConfig(_Strict):
     """A secret reference; without it the managed identity is used."""
     match: str = "*"
     vault: str | None = None
+    allow_private_addresses: bool = False
+    """A topic endpoint on a loopback/private address is refused unless this is set (a private endpoint)."""
+    ca_bundle: str | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if urlparse(value).scheme != "https":
+            raise ValueError("must be an https URL (the access key or token travels with every event)")
+        return value
 
 
 DeployerConfig = Annotated[WebhookDeployerConfig | EventGridDeployerConfig, Field(discriminator="type")]
@@ -231,6 +243,7 @@ def parse_config(document: str | Mapping[str, Any], *, source: str = "RENEWAL_CO
     for i, section in enumerate(issuers if isinstance(issuers, list) else []):
         if isinstance(section, dict):
             problems.extend(str(p) for p in validate_section(section, path=f"issuers[{i}]"))
+            problems.extend(trust_anchor_problems(section.get("trust_anchors"), path=f"issuers[{i}].trust_anchors"))
     if problems or config is None:
         raise ConfigError(problems)
     return config
@@ -250,6 +263,10 @@ def load_config(environ: Mapping[str, str] | None = None) -> RenewalConfig:
     raise ConfigError([f"{settings.CONFIG.name} / {settings.CONFIG_PATH.name}: neither is set"])
 
 
+SYSTEM_STORE = "system"
+"""``trust_anchors: "system"``: the public roots shipped with the service (certifi), for public ACME CAs."""
+
+
 def load_pem_certificates(values: list[str]) -> list[Any]:
     from cryptography import x509
 
@@ -258,3 +275,52 @@ def load_pem_certificates(values: list[str]) -> list[Any]:
         data = value.encode() if "-----BEGIN" in value else Path(value).read_bytes()
         certs.extend(x509.load_pem_x509_certificates(data))
     return certs
+
+
+def trust_anchor_problems(value: Any, *, path: str) -> list[str]:
+    """An issuer's anchors: a list of PEM texts or files, each holding CA certificates, or "system"."""
+    from cryptography import x509
+
+    if value == SYSTEM_STORE:
+        return []
+    if value is None or value == []:
+        return [
+            f"{path}: required: the CA certificates (PEM text or files) this issuer's chains must lead to, "
+            f'or "{SYSTEM_STORE}" for a publicly trusted CA'
+        ]
+    if not isinstance(value, list):
+        return [f'{path}: must be a list of PEM texts or file paths, or "{SYSTEM_STORE}"']
+    problems = []
+    for j, item in enumerate(value):
+        where = f"{path}[{j}]"
+        if not isinstance(item, str) or not item.strip():
+            problems.append(f"{where}: must be PEM text or a file path")
+            continue
+        try:
+            certificates = load_pem_certificates([item])
+        except OSError as exc:
+            problems.append(f"{where}: cannot read {item[:200]!r} ({exc.strerror or exc})")
+            continue
+        except ValueError as exc:
+            problems.append(f"{where}: not PEM certificates ({exc})")
+            continue
+        if not certificates:
+            problems.append(f"{where}: holds no certificate")
+        for cert in certificates:
+            try:
+                is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+            except x509.ExtensionNotFound:
+                is_ca = False
+            if not is_ca:
+                problems.append(f"{where}: {cert.subject.rfc4514_string()!r} is not a CA certificate")
+    return problems
+
+
+def anchors_of(section: Mapping[str, Any]) -> list[Any]:
+    """The trust anchors an issuer section names (validated by :func:`parse_config`)."""
+    value = section.get("trust_anchors")
+    if value == SYSTEM_STORE:
+        import certifi
+
+        return load_pem_certificates([certifi.where()])
+    return load_pem_certificates(list(value or []))

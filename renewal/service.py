@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from renewal import settings
-from renewal.config import RenewalConfig, WebhookDeployerConfig, load_config, load_pem_certificates
+from renewal.config import RenewalConfig, WebhookDeployerConfig, anchors_of, load_config
 from renewal.errors import EventRejected, NotFound
 from renewal.flow.events import CertificateEvent, EventIgnored, parse_event
 from renewal.flow.orchestrator import RenewalOrchestrator, RenewalOutcome
@@ -52,6 +52,7 @@ class RenewalService:
         self._keyvault_options = dict(keyvault_options or {})
         self._context_extra = dict(client_context_extra or {})
         self._issuers: dict[str, Any] = {}
+        self._anchors: dict[str, list[Any]] = {}
         self._issuer_lock = threading.Lock()
 
     @classmethod
@@ -191,13 +192,18 @@ class RenewalService:
         return order
 
     def trust_anchors(self, issuer: str) -> list[Any]:
-        section = next((s for s in self.config.issuers if s.get("name") == issuer), {})
-        return load_pem_certificates(list(section.get("trust_anchors") or []))
+        """The CA certificates a chain from ``issuer`` must lead to (none for an issuer not configured)."""
+        with self._issuer_lock:
+            if issuer not in self._anchors:
+                section = next((s for s in self.config.issuers if s.get("name") == issuer), {})
+                self._anchors[issuer] = anchors_of(section)
+            return self._anchors[issuer]
 
     def reset_issuers(self) -> None:
         """Drop built clients (after a config change in tests or a long-lived CLI session)."""
         with self._issuer_lock:
             self._issuers.clear()
+            self._anchors.clear()
 
     # -- the flow -------------------------------------------------------------------------------------
     @cached_property

@@ -125,6 +125,7 @@ def make_config(kv: Any, ca: dict[str, Any], hook_url: str | None, **extra: Any)
             "ca_certificate": str(ca["ca_certificate"]),
             "ca_key": {"setting": "PARTNER_CA_KEY"},
             "chain": str(ca["chain"]),
+            "trust_anchors": [str(ca["root"])],
         },
     ]
     document: dict[str, Any] = {

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from emulator.crypto import make_tls_material
 from renewal.azure.deployers import EventGridDeployer, WebhookDeployer, check_target
 from renewal.config import EventGridDeployerConfig, WebhookDeployerConfig
 from renewal.errors import DeliveryFailed, DeliveryRefused
@@ -30,9 +32,17 @@ NOTICE = DeploymentNotice(
 )
 
 
+TOPIC_TLS: dict = {}
+"""The topic's TLS bundle and the opt-in for its loopback address, filled by the ``topic`` fixture."""
+
+
 @pytest.fixture
-def topic():
+def topic(tmp_path):
+    """An Event Grid topic stand-in over HTTPS (the key travels with every event, so never plain HTTP)."""
     received = []
+    ca, cert, key = make_tls_material(tmp_path / "topic-tls")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
@@ -44,15 +54,19 @@ def topic():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/api/events", received
+    TOPIC_TLS.update(ca_bundle=str(ca), allow_private_addresses=True)
+    yield f"https://localhost:{server.server_address[1]}/api/events", received
     server.shutdown()
     server.server_close()
 
 
 def test_event_grid_topic_receives_a_cloud_event_with_a_stable_id(topic):
     url, received = topic
-    config = EventGridDeployerConfig(type="eventgrid", name="topic", endpoint=url, access_key={"setting": "TOPIC_KEY"})
+    config = EventGridDeployerConfig(
+        type="eventgrid", name="topic", endpoint=url, access_key={"setting": "TOPIC_KEY"}, **TOPIC_TLS
+    )
     deployer = EventGridDeployer(config, DictSecretResolver({"TOPIC_KEY": "topic-key-canary"}), lambda: None)
     deliver_notice(NOTICE, [deployer])
     deliver_notice(NOTICE, [deployer])  # at least once: the receiver de-duplicates by id
@@ -68,7 +82,7 @@ def test_event_grid_topic_receives_a_cloud_event_with_a_stable_id(topic):
     "address", ["169.254.169.254", "168.63.129.16", "fe80::1", "fd00:ec2::254", "0.0.0.0", "169.254.10.10"]
 )
 def test_link_local_and_metadata_targets_are_always_refused(address):
-    with pytest.raises(DeliveryRefused, match="link-local or metadata"):
+    with pytest.raises(DeliveryRefused, match=r"metadata|link-local"):
         check_target("http://hook.example/x", allow_private=True, resolve=lambda _h: [address])
 
 
@@ -93,10 +107,10 @@ def test_a_refused_or_failing_hook_fails_the_notice_so_the_queue_retries():
 def test_deployers_apply_only_to_their_vault_and_names(topic):
     url, received = topic
     other = EventGridDeployerConfig(
-        type="eventgrid", name="t", endpoint=url, access_key={"setting": "K"}, vault="kv-beta"
+        type="eventgrid", name="t", endpoint=url, access_key={"setting": "K"}, vault="kv-beta", **TOPIC_TLS
     )
     names = EventGridDeployerConfig(
-        type="eventgrid", name="t2", endpoint=url, access_key={"setting": "K"}, match="api-*"
+        type="eventgrid", name="t2", endpoint=url, access_key={"setting": "K"}, match="api-*", **TOPIC_TLS
     )
     resolver = DictSecretResolver({"K": "k"})
     assert (

@@ -37,7 +37,8 @@ DEAD = "http://127.0.0.1:9"  # nothing listens: every remote issuer fails
 
 
 def canary_issuers(flow) -> list[dict]:
-    return [
+    anchors = {"trust_anchors": [str(flow.ca_paths["root"])]}
+    return [{**section, **anchors} for section in [
         {"name": "cfssl-ca", "type": "cfssl", "url": DEAD, "auth_key": {"setting": "CANARY_CFSSL_HMAC"},
          "timeout_seconds": 1},
         {"name": "vault-ca", "type": "vault", "url": DEAD, "mount": "pki", "role": "web",
@@ -50,7 +51,7 @@ def canary_issuers(flow) -> list[dict]:
          "account_key": {"file": str(flow.ca_paths["ca_key"].parent / "acct.pem")},
          "eab_kid": "kid-1", "eab_hmac_key": {"setting": "CANARY_EAB_KEY"},
          "dns": {"provider": "challtestsrv", "url": DEAD}, "timeout_seconds": 1},
-    ]  # fmt: skip
+    ]]  # fmt: skip
 
 
 def test_canaries_never_reach_logs_errors_or_ledger(flow, hook, caplog):

@@ -1,12 +1,21 @@
 import json
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from renewal.config import load_config, parse_config
 from renewal.errors import ConfigError, NoRoute
 from renewal.flow.routing import route_issuer
+from tests.hostile_chains import authority, hierarchy
 
-LOCAL = {"name": "corp", "type": "local", "ca_certificate": "/x.pem", "ca_key": {"file": "/x.key"}}
+ROOT_PEM = authority("Config Test Root").cert.public_bytes(Encoding.PEM).decode()
+LOCAL = {
+    "name": "corp",
+    "type": "local",
+    "ca_certificate": "/x.pem",
+    "ca_key": {"file": "/x.key"},
+    "trust_anchors": [ROOT_PEM],
+}
 
 
 def doc(**overrides):
@@ -82,3 +91,38 @@ def test_routing_order():
     with pytest.raises(NoRoute) as info:
         route_issuer(config, "kv-alpha", "web-1", {"renewal-issuer": "ghost"})
     assert info.value.field == "tags.renewal-issuer"
+
+
+@pytest.mark.parametrize(
+    ("anchors", "complaint"),
+    [
+        (None, "trust_anchors: required"),
+        ([], "trust_anchors: required"),
+        ("/etc/ssl/corp-root.pem", "must be a list"),  # a string is not a list of one-character paths
+        (["/nonexistent/root.pem"], "trust_anchors[0]: cannot read"),
+        (["-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"], "trust_anchors[0]: not PEM"),
+        ([42], "trust_anchors[0]: must be PEM text"),
+        ("leaf", "trust_anchors[0]: 'CN=app.example.test' is not a CA certificate"),
+    ],
+)
+def test_trust_anchors_are_required_and_checked_at_load(anchors, complaint):
+    if anchors == "leaf":
+        pki = hierarchy()
+        from cryptography import x509
+
+        from tests.ca_support import make_csr
+
+        csr_der, _ = make_csr("app.example.test")
+        anchors = [pki.honest(x509.load_der_x509_csr(csr_der))[0].public_bytes(Encoding.PEM).decode()]
+    section = {k: v for k, v in LOCAL.items() if k != "trust_anchors"}
+    if anchors is not None:
+        section["trust_anchors"] = anchors
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc(issuers=[section]))
+    assert any(complaint in p for p in info.value.problems), info.value.problems
+    assert all(p.startswith("issuers[0].trust_anchors") for p in info.value.problems), info.value.problems
+
+
+def test_the_system_store_is_an_explicit_choice_for_a_public_ca():
+    config = parse_config(doc(issuers=[{**LOCAL, "trust_anchors": "system"}]))
+    assert config.issuers[0]["trust_anchors"] == "system"

@@ -48,42 +48,43 @@ def test_certificate_for_another_key_is_rejected(ca):
     _csr, chain = issue(ca)
     other_csr, _ = make_csr("app.example.test", key=make_key("EC-P256"))
     with pytest.raises(ChainRejected) as info:
-        verify_chain(chain, csr_der=other_csr, policy=POLICY, now=NOW)
+        verify_chain(chain, csr_der=other_csr, policy=POLICY, now=NOW, trust_anchors=[ca[1]])
     assert info.value.check == "key"
 
 
 def test_other_sans_are_rejected(ca):
     csr, chain = issue(ca, dns=["app.example.test", "evil.example.test"])
     with pytest.raises(ChainRejected, match=r"evil\.example\.test"):
-        verify_chain(chain, csr_der=csr, policy=POLICY, now=NOW)
+        verify_chain(chain, csr_der=csr, policy=POLICY, now=NOW, trust_anchors=[ca[1]])
     policy_with_more = PolicySpec(
         subject="CN=app.example.test", sans=SubjectAlternativeNames(dns_names=("app.example.test", "api.example.test"))
     )
     csr2, chain2 = issue(ca)
     with pytest.raises(ChainRejected, match="lacks"):
-        verify_chain(chain2, csr_der=csr2, policy=policy_with_more, now=NOW)
+        verify_chain(chain2, csr_der=csr2, policy=policy_with_more, now=NOW, trust_anchors=[ca[1]])
 
 
 def test_subject_mismatch_is_rejected(ca):
     csr, chain = issue(ca)
     with pytest.raises(ChainRejected) as info:
-        verify_chain(chain, csr_der=csr, policy=PolicySpec(subject="CN=other.example.test"), now=NOW)
+        verify_chain(
+            chain, csr_der=csr, policy=PolicySpec(subject="CN=other.example.test"), now=NOW, trust_anchors=[ca[1]]
+        )
     assert info.value.check == "subject"
 
 
 def test_expired_and_not_yet_valid_are_rejected(ca):
     csr, chain = issue(ca)
     with pytest.raises(ChainRejected, match="expired"):
-        verify_chain(chain, csr_der=csr, policy=POLICY, now=NOW + dt.timedelta(days=400))
+        verify_chain(chain, csr_der=csr, policy=POLICY, now=NOW + dt.timedelta(days=400), trust_anchors=[ca[1]])
     with pytest.raises(ChainRejected, match="not valid until"):
-        verify_chain(chain, csr_der=csr, policy=POLICY, now=NOW - dt.timedelta(days=2))
+        verify_chain(chain, csr_der=csr, policy=POLICY, now=NOW - dt.timedelta(days=2), trust_anchors=[ca[1]])
 
 
-def test_wrong_order_and_foreign_anchor_are_rejected(ca):
+def test_a_chain_out_of_order_is_merged_in_path_order_and_a_foreign_anchor_is_rejected(ca):
     csr, chain = issue(ca)
-    with pytest.raises(ChainRejected) as info:
-        verify_chain([chain[0], chain[2], chain[1]], csr_der=csr, policy=POLICY, now=NOW)
-    assert info.value.check == "chain"
+    shuffled = verify_chain([chain[0], chain[2], chain[1]], csr_der=csr, policy=POLICY, now=NOW, trust_anchors=[ca[1]])
+    assert shuffled.certificates == tuple(chain)
     other_root_key = make_key("EC-P256")
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Other Root")])
     other_root = (
@@ -99,11 +100,14 @@ def test_wrong_order_and_foreign_anchor_are_rejected(ca):
     )
     with pytest.raises(ChainRejected) as info:
         verify_chain(chain, csr_der=csr, policy=POLICY, now=NOW, trust_anchors=[other_root])
-    assert info.value.check == "trust"
+    assert info.value.check == "path"
 
 
-def test_leaf_only_chain_without_anchor_is_accepted_but_not_with_one(ca):
+def test_without_an_anchor_nothing_is_trusted_and_a_missing_intermediate_breaks_the_path(ca):
     csr, chain = issue(ca)
-    verify_chain(chain[:1], csr_der=csr, policy=POLICY, now=NOW)
-    with pytest.raises(ChainRejected):
+    with pytest.raises(ChainRejected) as info:
+        verify_chain(chain, csr_der=csr, policy=POLICY, now=NOW)
+    assert info.value.check == "trust"
+    with pytest.raises(ChainRejected) as info:
         verify_chain(chain[:1], csr_der=csr, policy=POLICY, now=NOW, trust_anchors=[ca[1]])
+    assert info.value.check == "path"
