@@ -6,7 +6,8 @@ records, wait until the authoritative servers serve them, answer the challenges,
 download the chain (optionally the alternate chain whose top issuer is ``preferred_chain``).
 An order still ``processing`` after ``finalize_wait_seconds`` becomes :class:`IssuancePending` with
 ``ticket={"order_url": ..., "csr_sha256": ...}``; a later ``sign()`` with that ticket and the same CSR
-resumes the same order (a ticket for another CSR is ignored and a new order is placed).
+resumes the same order (a ticket for another CSR, without the CSR's hash, or whose URL is not on the
+directory's origin is ignored and a new order is placed: signed requests never go where a ticket points).
 
 The account key is long-lived: a secret in the configuration vault (operators create it once with
 :func:`generate_account_key_pem`), or, for local runs, a ``{"file": path}`` created on first use.
@@ -309,10 +310,15 @@ class AcmeClient:
         orderr = None
         ticket = request.ticket or {}
         if ticket.get("order_url"):
-            if ticket.get("csr_sha256", _csr_digest(request.csr_der)) == _csr_digest(request.csr_der):
-                orderr = self._load_order(str(ticket["order_url"]), csr_pem, fields)
-            else:  # the order was finalized (or will be) with another key: its certificate is no use
-                self._log("acme.order.ticket_other_csr", order_url=ticket["order_url"], **fields)
+            order_url = str(ticket["order_url"])
+            if ticket.get("csr_sha256") != _csr_digest(request.csr_der):
+                # Another key's order (or a ticket that does not say whose): its certificate is no use.
+                self._log("acme.order.ticket_other_csr", order_url=order_url, **fields)
+            elif not self._on_directory_origin(order_url):
+                # Signed requests go only to the CA the configuration names, never where a ticket points.
+                self._log("acme.order.ticket_foreign_origin", order_url=order_url, **fields)
+            else:
+                orderr = self._load_order(order_url, csr_pem, fields)
         if orderr is None:
             orderr = self._new_order(csr_pem)
             self._log("acme.order.created", order_url=orderr.uri, **fields)
@@ -542,6 +548,22 @@ class AcmeClient:
                 timeout=self.timeout,  # type: ignore[arg-type]
             )
         return self._net
+
+    def _on_directory_origin(self, url: str) -> bool:
+        from urllib3.util import parse_url
+
+        def origin(value: str) -> tuple[str | None, str | None, int | None]:
+            parsed = parse_url(value)
+            return (
+                parsed.scheme,
+                (parsed.host or "").lower(),
+                parsed.port or (443 if parsed.scheme == "https" else 80),
+            )
+
+        try:
+            return origin(url) == origin(self.config.directory_url) and not parse_url(url).auth
+        except ValueError:
+            return False
 
     def _get_directory(self) -> messages.Directory:
         if self._directory is None:

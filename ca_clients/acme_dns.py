@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .base import PermanentCAError, SecretResolver, TransientCAError
 from .config_types import SecretRef
@@ -44,6 +44,15 @@ class DnsSolver(Protocol):
 # --- configuration -------------------------------------------------------------------------------
 
 
+AZURE_RESOURCE_MANAGERS = frozenset(
+    {
+        "https://management.azure.com",  # public cloud
+        "https://management.usgovcloudapi.net",  # Azure US Government
+        "https://management.chinacloudapi.cn",  # Azure operated by 21Vianet
+    }
+)
+
+
 class _AzureZone(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -55,6 +64,16 @@ class _AzureZone(BaseModel):
     )
     ttl: int = Field(default=60, ge=1, le=86400)
     arm_endpoint: str | None = Field(default=None, description="Resource Manager URL for sovereign clouds")
+
+    @field_validator("arm_endpoint")
+    @classmethod
+    def _an_azure_cloud(cls, value: str | None) -> str | None:
+        # The ARM token goes to this URL: only the Azure clouds' own Resource Manager endpoints may have it.
+        if value is not None and value.rstrip("/").lower() not in AZURE_RESOURCE_MANAGERS:
+            raise ValueError(
+                f"must be one of the Azure clouds' Resource Manager endpoints {sorted(AZURE_RESOURCE_MANAGERS)}"
+            )
+        return value
 
 
 class AzureDnsConfig(_AzureZone):

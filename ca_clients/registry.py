@@ -8,6 +8,7 @@ section of their type is validated or built, so importing this registry stays ch
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .base import CAClient, ClientContext, IssuedChain, PermanentCAError, SignRequest
 from .chain import leaf_first
+
+log = logging.getLogger(__name__)
 
 # type -> module path; a module here must define Config and build().
 CLIENT_MODULES: dict[str, str] = {
@@ -28,7 +31,20 @@ CLIENT_MODULES: dict[str, str] = {
     "adcs": "ca_clients.adcs",
 }
 
-COMMON_KEYS = {"name", "type", "fallbacks", "trust_anchors", "timeout_seconds", "description"}
+COMMON_KEYS = {
+    "name",
+    "type",
+    "fallbacks",
+    "trust_anchors",
+    "timeout_seconds",
+    "description",
+    "allow_insecure_http",
+}
+
+# type -> the URL field whose requests carry a credential (a token, a password, HTTP Basic/NTLM, signed
+# ACME requests whose answers decide what is merged): never over plain HTTP unless a section opts out.
+CREDENTIAL_URLS: dict[str, str] = {"vault": "url", "acme": "directory_url", "adcs": "url", "est": "url"}
+INSECURE_HTTP_OPT_OUT = "allow_insecure_http"
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,24 @@ def validate_section(section: Mapping[str, Any], *, path: str) -> list[ConfigPro
         _module(kind).Config.model_validate(specific)
     except ValidationError as exc:
         return [ConfigProblem(".".join([path, *(str(p) for p in err["loc"])]), err["msg"]) for err in exc.errors()]
+    return _plain_http_problems(section, kind, path=path)
+
+
+def _plain_http_problems(section: Mapping[str, Any], kind: str, *, path: str) -> list[ConfigProblem]:
+    opt_out = section.get(INSECURE_HTTP_OPT_OUT, False)
+    if not isinstance(opt_out, bool):
+        return [ConfigProblem(f"{path}.{INSECURE_HTTP_OPT_OUT}", "must be true or false")]
+    field = CREDENTIAL_URLS.get(kind)
+    url = section.get(field) if field else None
+    anonymous = kind == "est" and not (section.get("password") or section.get("client_key"))
+    if isinstance(url, str) and url.lower().startswith("http://") and not opt_out and not anonymous:
+        return [
+            ConfigProblem(
+                f"{path}.{field}",
+                f"{kind} credentials would travel over plain HTTP; use https, or set {INSECURE_HTTP_OPT_OUT}: true "
+                "for local development only",
+            )
+        ]
     return []
 
 
@@ -74,6 +108,16 @@ def build_client(section: Mapping[str, Any], context: ClientContext, *, path: st
     module = _module(section["type"])
     specific = {k: v for k, v in section.items() if k not in COMMON_KEYS}
     config = module.Config.model_validate(specific)
+    if section.get(INSECURE_HTTP_OPT_OUT) and str(section.get(CREDENTIAL_URLS.get(section["type"], ""), "")).startswith(
+        "http://"
+    ):
+        log.warning(
+            "issuer.insecure_http",
+            extra={
+                "issuer": section["name"],
+                "detail": f"{INSECURE_HTTP_OPT_OUT} is set: credentials go over plain HTTP",
+            },
+        )
     timeout = float(section.get("timeout_seconds", context.timeout_seconds))
     ctx = ClientContext(secrets=context.secrets, timeout_seconds=timeout, extra=context.extra)
     return CheckedClient(module.build(str(section["name"]), config, ctx))

@@ -71,6 +71,7 @@ class OpenBaoAcme:
             "propagation": {"nameservers": [self.challtestsrv.nameserver], "timeout_seconds": 20},
             "validation_timeout_seconds": 60,
             "finalize_wait_seconds": 15,
+            "allow_insecure_http": True,  # OpenBao's dev listener is plain HTTP (loopback, tests only)
         }
         section.update(overrides)
         return section

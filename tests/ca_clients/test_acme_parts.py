@@ -429,10 +429,13 @@ def test_azure_solvers_add_and_remove_only_their_value(arm, solver_cls, config_c
             "subscription_id": "00000000-0000-0000-0000-000000000001",
             "resource_group": "rg-dns",
             "zone_name": "example.test",
-            "arm_endpoint": url,
         }
     )
-    solver = solver_cls(config, credential=FakeCredential(), client_options={"connection_verify": ca_bundle})
+    # The stand-in ARM is reached through the SDK's client options (code, not configuration: the
+    # configuration's arm_endpoint admits only the Azure clouds' own Resource Manager URLs).
+    solver = solver_cls(
+        config, credential=FakeCredential(), client_options={"base_url": url, "connection_verify": ca_bundle}
+    )
     key = f"{kind}/example.test/_acme-challenge.app"
 
     solver.present("app.example.test", "wildcard-value")
@@ -449,3 +452,15 @@ def test_azure_solvers_add_and_remove_only_their_value(arm, solver_cls, config_c
 
     with pytest.raises(PermanentCAError, match="not inside the configured DNS zone"):
         solver.present("app.other.test", "v")
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["https://attacker.example", "http://management.azure.com", "https://management.azure.com.evil.test"]
+)
+def test_the_arm_token_goes_only_to_an_azure_cloud(endpoint) -> None:
+    from pydantic import ValidationError
+
+    base = {"provider": "azure", "subscription_id": "s", "resource_group": "rg", "zone_name": "example.test"}
+    with pytest.raises(ValidationError, match="arm_endpoint"):
+        AzureDnsConfig.model_validate({**base, "arm_endpoint": endpoint})
+    assert AzureDnsConfig.model_validate({**base, "arm_endpoint": "https://management.usgovcloudapi.net/"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import uuid
@@ -114,6 +115,48 @@ def test_processing_order_becomes_pending_then_resumes_without_new_order(
     assert spki(chain.leaf) == spki(other_key)
     events = [getattr(r, "event", "") for r in caplog.records]
     assert events.count("acme.order.created") == 2
+
+
+def test_a_ticket_pointing_elsewhere_or_without_the_csr_hash_gets_no_signed_request(
+    pebble, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A resume ticket is the CA's answer kept by the service; one that sends signed requests to another
+    origin, or that does not name the CSR it belongs to, is never followed: a fresh order is placed."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            hits.append(self.path)
+            self.send_response(500)
+            self.end_headers()
+
+        do_GET = do_HEAD = do_POST  # noqa: N815 - http.server dispatches on these names
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    caplog.set_level(logging.INFO, logger="ca_clients.acme")
+    try:
+        client = build(pebble.issuer_section("pebble-tickets", finalize_wait_seconds=5))
+        csr, key = make_csr(unique())
+        digest = hashlib.sha256(csr).hexdigest()
+        elsewhere = {"order_url": f"https://127.0.0.1:{server.server_address[1]}/order/1", "csr_sha256": digest}
+        assert spki(client.sign(sign_request(csr, ticket=elsewhere)).leaf) == spki(key)
+        assert hits == []
+        orphan = {"order_url": pebble.directory_url.rsplit("/", 1)[0] + "/my-order/1"}  # no CSR hash
+        assert spki(client.sign(sign_request(csr, ticket=orphan)).leaf) == spki(key)
+    finally:
+        server.shutdown()
+        server.server_close()
+    events = [getattr(r, "event", "") for r in caplog.records]
+    assert events.count("acme.order.ticket_foreign_origin") == 1
+    assert events.count("acme.order.ticket_other_csr") == 1
+    assert events.count("acme.order.created") == 2 and events.count("acme.order.resumed") == 0
 
 
 def test_preferred_chain_selects_alternate_root(pebble) -> None:

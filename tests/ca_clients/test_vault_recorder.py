@@ -187,7 +187,8 @@ def _build(section: dict, **extra: Any):
 
 
 def _section(url: str, auth: dict, **more: Any) -> dict:
-    return {"name": "fake", "type": "vault", "url": url, "mount": "pki", "role": "web", "auth": auth, **more}
+    section = {"name": "fake", "type": "vault", "url": url, "mount": "pki", "role": "web", "auth": auth}
+    return section | {"allow_insecure_http": url.startswith("http://")} | more
 
 
 AZURE_AUTH = {
@@ -387,3 +388,24 @@ def test_ca_bundle_is_what_tls_trusts(fake_vault, tmp_path):
     bundle = tmp_path / "ca.pem"
     bundle.write_text(fake_vault.tls_ca_pem)
     assert _build(_section(fake_vault.url, auth, ca_bundle=str(bundle))).sign(sign_request(csr))
+
+
+@pytest.mark.parametrize(
+    ("kind", "section"),
+    [
+        ("vault", {"type": "vault", "url": "http://vault.corp.test:8200", "mount": "pki", "role": "web",
+                   "auth": {"method": "token", "token": {"setting": "T"}}}),
+        ("acme", {"type": "acme", "directory_url": "http://acme.corp.test/directory", "account_key": {"setting": "K"},
+                  "dns": {"provider": "challtestsrv", "url": "http://127.0.0.1:8055"}}),
+        ("adcs", {"type": "adcs", "url": "http://ca.corp.test/certsrv", "template": "WebServer", "auth": "basic",
+                  "username": "u", "password": {"setting": "P"}}),
+        ("est", {"type": "est", "url": "http://est.corp.test/.well-known/est", "username": "u",
+                 "password": {"setting": "P"}}),
+    ],
+)  # fmt: skip
+def test_credentials_never_go_over_plain_http_without_the_named_opt_out(kind, section):
+    from ca_clients.registry import validate_section
+
+    problems = [str(p) for p in validate_section({"name": "x", **section}, path="issuers[0]")]
+    assert any("plain HTTP" in p and p.startswith("issuers[0].") for p in problems), problems
+    assert validate_section({"name": "x", **section, "allow_insecure_http": True}, path="issuers[0]") == []

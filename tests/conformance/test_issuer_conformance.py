@@ -120,7 +120,12 @@ def test_ca_faults(target: Target, fault: str, fault_servers: dict, request: pyt
         base = f"http://127.0.0.1:{free_port()}"
     else:
         base = fault_servers[fault].url
-    section = target.section() | {spec.url_field: base + spec.url_path, "timeout_seconds": FAULT_TIMEOUT_SECONDS}
+    # The fault servers are plain-HTTP stand-ins on loopback: the section opts out of the HTTPS rule.
+    section = target.section() | {
+        spec.url_field: base + spec.url_path,
+        "timeout_seconds": FAULT_TIMEOUT_SECONDS,
+        "allow_insecure_http": True,
+    }
     csr, _ = make_csr("app.example.test")
     started = time.monotonic()
     with pytest.raises(FAULT_OUTCOMES[fault]) as err:

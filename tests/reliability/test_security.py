@@ -37,7 +37,7 @@ DEAD = "http://127.0.0.1:9"  # nothing listens: every remote issuer fails
 
 
 def canary_issuers(flow) -> list[dict]:
-    anchors = {"trust_anchors": [str(flow.ca_paths["root"])]}
+    anchors = {"trust_anchors": [str(flow.ca_paths["root"])], "allow_insecure_http": True}
     return [{**section, **anchors} for section in [
         {"name": "cfssl-ca", "type": "cfssl", "url": DEAD, "auth_key": {"setting": "CANARY_CFSSL_HMAC"},
          "timeout_seconds": 1},

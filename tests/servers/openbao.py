@@ -123,6 +123,7 @@ class OpenBaoServer:
             "auth": auth_section,
             "trust_anchors": [self.root_pem],
             "timeout_seconds": 10,
+            "allow_insecure_http": True,  # the dev server listens on plain HTTP (loopback, tests only)
         }
         section.update(overrides)
         return section
