@@ -59,6 +59,9 @@ param maximumInstanceCount int = 100
 @description('Memory of each Flex Consumption instance, in MB.')
 param instanceMemoryMB int = 2048
 
+@description('Client id of the Entra ID app registration operators sign in with to the dashboard. Set: App Service authentication (Easy Auth) is turned on for the dashboard routes, and the dashboard trusts the signed-in principal. Empty: authentication stays off; the function key alone guards the routes.')
+param dashboardEntraClientId string = ''
+
 @description('Resource id of an action group that the alert rules notify (certificate expiring unrenewed, renewal failures, poison queue). Empty: alerts are raised without notification.')
 param alertActionGroupId string = ''
 
@@ -88,6 +91,7 @@ module platform 'app/platform.bicep' = {
     logLevel: logLevel
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    dashboardEntraClientId: dashboardEntraClientId
   }
 }
 
@@ -108,11 +112,20 @@ module alerts 'app/alerts.bicep' = {
 
 // Each certificate vault, in its own resource group (and subscription): Certificates Officer for
 // the app identity on that vault only, and the vault's Event Grid system topic.
+module vaultLocations 'app/vault-location.bicep' = [for (vaultId, i) in certificateVaultIds: {
+  name: 'vault-location-${i}-${uniqueString(vaultId)}'
+  scope: resourceGroup(split(vaultId, '/')[2], split(vaultId, '/')[4])
+  params: {
+    vaultName: split(vaultId, '/')[8]
+  }
+}]
+
 module certificateVaults 'app/certificate-vault.bicep' = [for (vaultId, i) in certificateVaultIds: {
   name: 'certificate-vault-${i}-${uniqueString(vaultId)}'
   scope: resourceGroup(split(vaultId, '/')[2], split(vaultId, '/')[4])
   params: {
     vaultName: split(vaultId, '/')[8]
+    location: vaultLocations[i].outputs.location
     principalId: platform.outputs.identityPrincipalId
     tags: tags
   }

@@ -17,7 +17,7 @@ param functionAppId string
 @description('Resource id of the storage account holding the dead-letter container (main.bicep output RENEWAL_DEADLETTER_STORAGE_ID).')
 param deadLetterStorageAccountId string
 
-@description('Delivery attempts before an event is dead-lettered.')
+@description('Delivery attempts before an event is dead-lettered. Event Grid retries after 10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, 3 h, 6 h, then every 12 h: about 11 attempts fit in the 24-hour time to live, which ends the retries first.')
 @minValue(1)
 @maxValue(30)
 param maxDeliveryAttempts int = 30

@@ -68,6 +68,13 @@ DASHBOARD_SECRET = Setting(
     "Key of the dashboard's CSRF tokens; empty = a random per-process key (set it when several instances serve).",
 )
 
+EASY_AUTH = Setting(
+    "WEBSITE_AUTH_ENABLED",
+    "",
+    "Set to True by App Service when its authentication (Easy Auth) is on; only then is the principal "
+    "header trusted. The platform sets it: never an app setting of ours.",
+)
+
 ALL: tuple[Setting, ...] = (
     STORAGE,
     STORAGE_CLIENT_ID,
@@ -85,8 +92,11 @@ ALL: tuple[Setting, ...] = (
     APPLICATIONINSIGHTS_CONNECTION_STRING,
     METRICS_EXPORTER,
     DASHBOARD_SECRET,
+    EASY_AUTH,
 )
 
+# Settings the platform sets by itself; infra/ must not set them.
+PLATFORM_SET: frozenset[str] = frozenset({EASY_AUTH.name})
 # Settings that exist only for local runs against the emulator and Azurite; infra/ must not set them.
 DEV_ONLY: frozenset[str] = frozenset({KEYVAULT_CA_BUNDLE.name, STORAGE_API_VERSION.name})
 # Settings the identity-based form replaces in Azure (the host reads them, infra sets them).

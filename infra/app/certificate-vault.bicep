@@ -15,6 +15,9 @@ param vaultName string
 @description('Principal id of the service\'s user-assigned identity.')
 param principalId string
 
+@description('Region of the vault (its system topic must be there); read by vault-location.bicep.')
+param location string
+
 param tags object = {}
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
@@ -34,7 +37,7 @@ resource certificatesOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01
 // A vault has at most one system topic; its name and region follow the vault.
 resource systemTopic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
   name: 'evgt-${vaultName}'
-  location: vault.location
+  location: location
   tags: tags
   identity: {
     type: 'SystemAssigned'

@@ -28,6 +28,9 @@ param instanceMemoryMB int
 @description('RENEWAL_DASHBOARD_SECRET: key of the dashboard CSRF tokens, shared by all instances; a new one each deployment.')
 param dashboardSecret string = newGuid()
 
+@description('Client id of the Entra ID app registration for the dashboard; empty: no App Service authentication.')
+param dashboardEntraClientId string = ''
+
 var functionAppName = 'func-renewal-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 
@@ -236,6 +239,51 @@ var serviceSettings = {
   RENEWAL_LOG_LEVEL: logLevel
   RENEWAL_METRICS_EXPORTER: 'auto'
   RENEWAL_DASHBOARD_SECRET: dashboardSecret
+}
+
+// App Service authentication (Easy Auth) for the dashboard, when an Entra app registration is given. The
+// platform then sets WEBSITE_AUTH_ENABLED, and only then does the dashboard trust x-ms-client-principal-id.
+// Event Grid's webhook and the other ops routes stay reachable with their function keys alone.
+resource easyAuth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(dashboardEntraClientId)) {
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'RedirectToLoginPage'
+      redirectToProvider: 'azureactivedirectory'
+      excludedPaths: [
+        '/runtime/webhooks/eventgrid'
+        '/api/ops/renew'
+        '/api/ops/failures'
+        '/api/ops/replay'
+        '/api/ops/status'
+      ]
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: dashboardEntraClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${dashboardEntraClientId}'
+            dashboardEntraClientId
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+  }
 }
 
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {

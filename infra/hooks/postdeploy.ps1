@@ -25,9 +25,26 @@ if (-not (Get-Command az -ErrorAction SilentlyContinue)) {
 }
 
 $functionId = "$($env:RENEWAL_FUNCTION_APP_ID)/functions/$functionName"
+
+# A signed-out CLI, another tenant or another subscription must fail here, loudly: otherwise every
+# lookup below would look like "not deployed yet" and a new vault would silently get no subscription.
+$signedIn = az account show --query id --output tsv 2>&1
+if ($LASTEXITCODE -ne 0) {
+    Write-Error "event subscriptions: the Azure CLI is not signed in ($signedIn); run 'az login'"
+    exit 1
+}
+if ("$signedIn".Trim() -ne $env:AZURE_SUBSCRIPTION_ID) {
+    Write-Error "event subscriptions: the Azure CLI uses subscription $signedIn, not $($env:AZURE_SUBSCRIPTION_ID); run 'az account set --subscription $($env:AZURE_SUBSCRIPTION_ID)'"
+    exit 1
+}
+
+# $true: the function exists; $false: it does not (ResourceNotFound); any other error stops the hook.
 function Test-FunctionExists {
-    az resource show --ids $functionId --api-version 2024-04-01 --query id --output tsv 2>$null | Out-Null
-    return $LASTEXITCODE -eq 0
+    $answer = az resource show --ids $functionId --api-version 2024-04-01 --query id --output tsv 2>&1
+    if ($LASTEXITCODE -eq 0) { return $true }
+    if ("$answer" -match 'ResourceNotFound|NotFound') { return $false }
+    Write-Error "event subscriptions: looking up $functionId failed: $answer"
+    exit 1
 }
 
 if ($mode -eq 'if-function-exists') {

@@ -35,9 +35,30 @@ if ! command -v az >/dev/null 2>&1; then
   exit 1
 fi
 
+# A signed-out CLI, another tenant or another subscription must fail here, loudly: otherwise every
+# lookup below would look like "not deployed yet" and a new vault would silently get no subscription.
+if ! signed_in=$(az account show --query id --output tsv 2>&1); then
+  echo "event subscriptions: the Azure CLI is not signed in ($signed_in); run 'az login'" >&2
+  exit 1
+fi
+if [ "$signed_in" != "$AZURE_SUBSCRIPTION_ID" ]; then
+  echo "event subscriptions: the Azure CLI uses subscription $signed_in, not $AZURE_SUBSCRIPTION_ID;" \
+    "run 'az account set --subscription $AZURE_SUBSCRIPTION_ID'" >&2
+  exit 1
+fi
+
 function_id="$RENEWAL_FUNCTION_APP_ID/functions/$function_name"
+
+# 0: the function exists; 1: it does not (ResourceNotFound); any other error stops the hook.
 function_exists() {
-  az resource show --ids "$function_id" --api-version 2024-04-01 --query id --output tsv >/dev/null 2>&1
+  if answer=$(az resource show --ids "$function_id" --api-version 2024-04-01 --query id --output tsv 2>&1); then
+    return 0
+  fi
+  case "$answer" in
+    *ResourceNotFound* | *NotFound*) return 1 ;;
+  esac
+  echo "event subscriptions: looking up $function_id failed: $answer" >&2
+  exit 1
 }
 
 if [ "$mode" = "if-function-exists" ]; then

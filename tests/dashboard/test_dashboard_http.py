@@ -170,3 +170,16 @@ def test_token_is_bound_to_the_signed_in_principal():
         except csrf.CsrfRejected:
             continue
         raise AssertionError(f"accepted with {kwargs}")
+
+
+def test_the_principal_header_is_trusted_only_when_app_service_authentication_is_on():
+    """Anyone can send x-ms-client-principal-id; only Easy Auth's front end sets it truthfully, and the
+    platform says it is on with WEBSITE_AUTH_ENABLED."""
+    from types import SimpleNamespace
+
+    from renewal.operations.dashboard import DashboardRequest, _principal
+
+    forged = DashboardRequest("GET", "https://app/api/ops/dashboard", {"X-MS-CLIENT-PRINCIPAL-ID": "mallory"})
+    assert _principal(SimpleNamespace(environ={}), forged) == ""
+    assert _principal(SimpleNamespace(environ={"WEBSITE_AUTH_ENABLED": "False"}), forged) == ""
+    assert _principal(SimpleNamespace(environ={"WEBSITE_AUTH_ENABLED": "True"}), forged) == "mallory"

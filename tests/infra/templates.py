@@ -231,10 +231,10 @@ def check_vault_roles(templates: Templates) -> list[str]:
             f"the same module serves certificate and configuration vaults: {certificate_files & config_files}"
         )
     grants = role_grants(templates)
+    if certificate_files and not any(CERTIFICATES_OFFICER in g.role_ids for g in grants if g.file in certificate_files):
+        problems.append(f"{sorted(certificate_files)}: nothing grants Certificates Officer on the certificate vaults")
     for path in certificate_files:
         mine = [g for g in grants if g.file == path]
-        if not mine:
-            problems.append(f"{path}: grants nothing on the certificate vault")
         for g in mine:
             for role in g.role_ids:
                 if role in SECRET_READING_ROLES:
@@ -350,7 +350,7 @@ def _setting_value(doc: dict[str, Any], expr: Any, name: str) -> Any:
 
 
 def required_azure_settings() -> set[str]:
-    return {s.name for s in settings.ALL} - settings.DEV_ONLY
+    return {s.name for s in settings.ALL} - settings.DEV_ONLY - settings.PLATFORM_SET
 
 
 def check_app_settings(templates: Templates) -> list[str]:
@@ -369,6 +369,8 @@ def check_app_settings(templates: Templates) -> list[str]:
             problems.append(f"{path}: app setting {required} (renewal/settings.py) is missing")
     for dev in sorted(settings.DEV_ONLY & names):
         problems.append(f"{path}: dev-only setting {dev} must not be set in Azure")
+    for platform in sorted(settings.PLATFORM_SET & names):
+        problems.append(f"{path}: {platform} is the platform's to set (it would claim Easy Auth is on)")
     if settings.STORAGE.name in names:
         problems.append(f"{path}: {settings.STORAGE.name} as a connection string; use the identity-based form")
     if values.get("AzureWebJobsStorage__credential") != "managedidentity":
@@ -424,4 +426,55 @@ def check_storage_names(templates: Templates) -> list[str]:
         value = resolve(doc, "deadLetterContainerName")
         if value != "deadLetterContainerName" and value != settings.DEADLETTER_CONTAINER:
             problems.append(f"{path}: deadLetterContainerName is {value!r}, not {settings.DEADLETTER_CONTAINER!r}")
+    return problems
+
+
+# --- deploy-time constants ----------------------------------------------------------------------------
+# Of an `existing` resource only these are known when a deployment starts (Bicep BCP120).
+EXISTING_KNOWN_AT_START = frozenset({"id", "name", "type", "apiVersion"})
+# Properties Bicep needs at the start of the deployment.
+DEPLOY_TIME_PROPERTIES = ("location", "name", "scope")
+
+
+def _accessed(expression: Any) -> list[tuple[str, str]]:
+    """Every ``symbol.property`` a parsed expression reads."""
+    found: list[tuple[str, str]] = []
+    if isinstance(expression, dict):
+        operator = expression.get("operator")
+        if isinstance(operator, dict) and operator.get("type") == "property_accessor":
+            operands = operator.get("operands") or {}
+            first, second = operands.get("operand_1"), operands.get("operand_2")
+            if isinstance(first, str) and isinstance(second, str):
+                found.append((first, second))
+        for value in expression.values():
+            found += _accessed(value)
+    elif isinstance(expression, list):
+        for value in expression:
+            found += _accessed(value)
+    return found
+
+
+def check_deploy_time_constants(templates: Templates) -> list[str]:
+    """An existing resource's properties other than id/name/type/apiVersion used where Bicep needs a value
+    at the start of the deployment (a resource's or module's location, name, scope; a loop's input or a
+    condition) fail to compile (BCP120)."""
+    problems = []
+    for path, text in sorted(templates.items()):
+        tree = parse(text)
+        existing = {n for n, r in (tree.get("resources") or {}).items() if r.get("existing")}
+        declarations = {**(tree.get("resources") or {}), **(tree.get("modules") or {})}
+        for symbol, declaration in sorted(declarations.items()):
+            config = declaration.get("config") or {}
+            places: dict[str, Any] = {}
+            if "loop_type" in config or "condition" in config:  # [for ...: {...}] / if (...) {...}
+                places.update(loop=config.get("loop_type"), condition=config.get("condition"))
+                config = config.get("config") or {}
+            places.update({prop: config.get(prop) for prop in DEPLOY_TIME_PROPERTIES})
+            for prop, expression in places.items():
+                for target, accessed in _accessed(expression):
+                    if target in existing and accessed not in EXISTING_KNOWN_AT_START:
+                        problems.append(
+                            f"{path}: {symbol}.{prop} uses {target}.{accessed} of an existing resource, which is "
+                            "not known at the start of the deployment (BCP120); pass it as a module parameter"
+                        )
     return problems

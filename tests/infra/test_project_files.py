@@ -49,7 +49,9 @@ def check_host_json(host: dict[str, Any]) -> list[str]:
 
 def check_local_settings(sample: dict[str, Any]) -> list[str]:
     values = sample.get("Values", {})
-    problems = [f"{s.name} is missing" for s in settings.ALL if s.name not in values]
+    problems = [
+        f"{s.name} is missing" for s in settings.ALL if s.name not in values and s.name not in settings.PLATFORM_SET
+    ]
     if sample.get("IsEncrypted") is not False:
         problems.append("IsEncrypted is not false")
     if values.get("FUNCTIONS_WORKER_RUNTIME") != "python":
@@ -153,7 +155,14 @@ def test_hooks_use_outputs_that_main_bicep_declares():
 FAKE_AZ = """#!/bin/sh
 echo "$*" >> "$AZ_LOG"
 case "$1 $2" in
-  "resource show") [ -n "$AZ_FUNCTION_EXISTS" ] && echo id && exit 0; exit 3 ;;
+  "account show")
+    [ -n "$AZ_SIGNED_OUT" ] && echo "ERROR: Please run 'az login' to setup account." >&2 && exit 1
+    echo "${AZ_SUBSCRIPTION:-00000000-0000-0000-0000-000000000001}"; exit 0 ;;
+  "resource show")
+    [ -n "$AZ_FUNCTION_EXISTS" ] && echo id && exit 0
+    [ -n "$AZ_LOOKUP_ERROR" ] && echo "ERROR: (AuthorizationFailed) no read access" >&2 && exit 1
+    echo "ERROR: (ResourceNotFound) The Resource 'func-x/functions/on_certificate_event' was not found." >&2
+    exit 3 ;;
   "deployment sub")
     while [ $# -gt 0 ]; do case "$1" in --parameters) cp "${2#@}" "$AZ_PARAMS_COPY" ;; esac; shift; done ;;
 esac
@@ -161,7 +170,7 @@ exit 0
 """
 
 
-def _run_hook(tmp_path: Path, script: str, *, topics: str, function_exists: bool) -> tuple[int, str, Path]:
+def _run_hook(tmp_path: Path, script: str, *, topics: str, function_exists: bool, **fake: str) -> tuple[int, str, Path]:
     if shutil.which("sh") is None:
         pytest.skip("no POSIX shell")
     bin_dir = tmp_path / "bin"
@@ -184,6 +193,7 @@ def _run_hook(tmp_path: Path, script: str, *, topics: str, function_exists: bool
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/st"
         ),
         "RENEWAL_EVENTGRID_SYSTEM_TOPIC_IDS": topics,
+        **fake,
     }
     done = subprocess.run(["sh", str(HOOKS / script)], env=env, capture_output=True, text=True, timeout=60)
     return done.returncode, log.read_text(), tmp_path / "params.json"
@@ -216,3 +226,35 @@ def test_postprovision_hook_skips_until_the_function_exists(tmp_path):
 def test_hooks_do_nothing_without_vaults(tmp_path):
     code, log, _ = _run_hook(tmp_path, "postdeploy.sh", topics="[]", function_exists=True)
     assert code == 0 and log == ""
+
+
+def test_azd_version_that_parses_json_parameters_is_required():
+    text = (ROOT / "azure.yaml").read_text()
+    assert re.search(r'requiredVersions:\s*\n\s+azd:\s*">= 1\.23\.4"', text), text[:400]
+
+
+@pytest.mark.parametrize("hook", ["postdeploy.sh", "postdeploy.ps1"])
+def test_hooks_check_the_cli_session_and_treat_only_resource_not_found_as_absent(hook):
+    text = (t.INFRA / "hooks" / hook).read_text()
+    assert "az account show" in text and "AZURE_SUBSCRIPTION_ID" in text
+    assert "ResourceNotFound" in text
+    assert "2>/dev/null" not in text and "2>$null" not in text  # no error is swallowed whole
+
+
+def test_deploy_doc_names_the_event_grid_rights_and_the_real_retry_schedule():
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    assert "EventGrid Contributor" in doc and "Microsoft.KeyVault/vaults/eventGridFilters/write" in doc
+    assert "10 s, 30 s, 1 min, 5 min, 10 min" in doc and "about 11 attempts" in doc
+
+
+@pytest.mark.parametrize(
+    "fake",
+    [
+        {"AZ_SIGNED_OUT": "1"},  # no az login
+        {"AZ_SUBSCRIPTION": "00000000-0000-0000-0000-00000000beef"},  # another subscription (or tenant)
+        {"AZ_LOOKUP_ERROR": "1"},  # signed in without the right to read the function
+    ],
+)
+def test_a_cli_problem_stops_the_hook_instead_of_skipping_the_subscriptions(tmp_path, fake):
+    code, log, params = _run_hook(tmp_path, "postprovision.sh", topics=TOPICS, function_exists=False, **fake)
+    assert code != 0 and "deployment" not in log and not params.exists()

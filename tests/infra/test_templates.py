@@ -15,6 +15,7 @@ CERT_VAULT = "app/certificate-vault.bicep"
 CONFIG_VAULT = "app/config-vault.bicep"
 PLATFORM = "app/platform.bicep"
 EVENT_SUB = "app/event-subscription.bicep"
+VAULT_LOCATION = "app/vault-location.bicep"
 
 
 def mutated(path: str, old: str, new: str) -> t.Templates:
@@ -90,7 +91,8 @@ def test_role_checker_catches(path, old, new):
 def test_certificate_vaults_get_only_certificates_officer_and_secrets_only_the_config_vault():
     assert t.check_vault_roles(TEMPLATES) == []
     certificate, config = t.vault_module_files(TEMPLATES)
-    assert certificate == {CERT_VAULT}
+    assert certificate == {CERT_VAULT, VAULT_LOCATION}
+    assert "roleAssignments" not in TEMPLATES[VAULT_LOCATION]  # it only reads the vault's region
     assert config == {CONFIG_VAULT}
 
 
@@ -282,3 +284,37 @@ def test_storage_name_checker_catches(old, new):
 def test_storage_name_checker_catches_a_wrong_container_in_the_dead_letter_role():
     broken = mutated("app/deadletter-access.bicep", "= 'eventgrid-deadletter'", "= 'other'")
     assert t.check_storage_names(broken)
+
+
+# --- deploy-time constants (Bicep BCP120) -----------------------------------------------------------------
+def test_no_existing_resource_property_is_used_where_bicep_needs_it_at_deployment_start():
+    assert t.check_deploy_time_constants(TEMPLATES) == []
+
+
+def test_the_check_catches_the_vault_location_of_an_existing_vault():
+    broken = mutated(CERT_VAULT, "  location: location\n", "  location: vault.location\n")
+    problems = t.check_deploy_time_constants(broken)
+    assert problems and "systemTopic.location uses vault.location" in problems[0]
+    # id and name of an existing resource are known at the start: not a problem.
+    fine = mutated(CERT_VAULT, "  name: 'evgt-${vaultName}'\n", "  name: 'evgt-${vault.name}'\n")
+    assert t.check_deploy_time_constants(fine) == []
+
+
+def test_the_vault_region_reaches_the_system_topic_as_a_module_parameter():
+    found = t.modules(t.parse(TEMPLATES[t.MAIN]))
+    assert "vaultLocations" in json.dumps(found["certificateVaults"]["body"]["params"]["location"], default=str)
+    assert found["vaultLocations"]["path"] == VAULT_LOCATION
+
+
+# --- Easy Auth ------------------------------------------------------------------------------------------
+def test_easy_auth_is_turned_on_only_when_an_entra_app_is_given_and_event_grid_stays_reachable():
+    platform = t.parse(TEMPLATES[PLATFORM])
+    easy_auth = platform["resources"]["easyAuth"]
+    assert easy_auth["type"] == "Microsoft.Web/sites/config"
+    text = json.dumps(easy_auth, default=str)
+    assert "dashboardEntraClientId" in json.dumps(easy_auth["config"].get("condition"), default=str), text[:300]
+    body = json.dumps(easy_auth["config"]["config"], default=str)
+    assert "authsettingsV2" in body and "/runtime/webhooks/eventgrid" in body and "requireAuthentication" in body
+    main = t.parse(TEMPLATES[t.MAIN])
+    assert "dashboardEntraClientId" in main["parameters"]
+    assert "dashboardEntraClientId" in json.dumps(t.modules(main)["platform"]["body"]["params"], default=str)

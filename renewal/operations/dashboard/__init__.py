@@ -76,7 +76,11 @@ def _secret(service: Any) -> str | None:
     return settings.DASHBOARD_SECRET.read(service.environ) or None
 
 
-def _principal(request: DashboardRequest) -> str:
+def _principal(service: Any, request: DashboardRequest) -> str:
+    """The signed-in operator, as App Service authentication names them. Anyone can send the header;
+    only the platform's front end, when authentication is on, strips and sets it."""
+    if (settings.EASY_AUTH.read(service.environ) or "").lower() != "true":
+        return ""
     return request.lower_headers.get(csrf.PRINCIPAL_HEADER, "")
 
 
@@ -85,7 +89,9 @@ def overview(service: Any, request: DashboardRequest) -> DashboardResponse:
     from renewal.operations.dashboard.estate import gather
 
     links = _links(request)
-    token = csrf.issue_token(secret=_secret(service), now=service.clock().timestamp(), principal=_principal(request))
+    token = csrf.issue_token(
+        secret=_secret(service), now=service.clock().timestamp(), principal=_principal(service, request)
+    )
     message = request.params.get("message") or None
     body = pages.overview(gather(service), links, csrf=token, message=message)
     return _html(200, pages.page("Estate", body, links))
@@ -118,7 +124,10 @@ def replay(service: Any, request: DashboardRequest) -> DashboardResponse:
     try:
         csrf.check_origin(request.url, request.lower_headers)
         csrf.check_token(
-            form.get("csrf"), secret=_secret(service), now=service.clock().timestamp(), principal=_principal(request)
+            form.get("csrf"),
+            secret=_secret(service),
+            now=service.clock().timestamp(),
+            principal=_principal(service, request),
         )
     except csrf.CsrfRejected as exc:
         log_event(log, "dashboard.replay_refused", level=logging.WARNING, reason=str(exc))
@@ -129,7 +138,9 @@ def replay(service: Any, request: DashboardRequest) -> DashboardResponse:
     flags = {flag: flag == REPLAY_KINDS[kind] for flag in REPLAY_KINDS.values()}
     result = run_replay(service, ids=[item], **flags)
     moved = result.jobs + result.notices + result.events
-    log_event(log, "dashboard.replay", kind=kind, item=item, moved=moved, principal=_principal(request) or None)
+    log_event(
+        log, "dashboard.replay", kind=kind, item=item, moved=moved, principal=_principal(service, request) or None
+    )
     text = f"Replayed {moved} item(s) back onto the queue." if moved else f"Nothing replayed for {item}."
     if result.left and not moved:
         text += " Left in place: " + "; ".join(result.left)
