@@ -98,6 +98,28 @@ def _max_results(query: dict[str, str]) -> int:
     return value
 
 
+def _certificate_der(data: bytes) -> bytes:
+    """One decoded x5c entry as DER. Key Vault also takes the base64 text of a DER certificate (what the
+    SDK sends for ``x509_certificates=[pem_body.encode()]``) and PEM: such a body is decoded once more."""
+    try:
+        crypto.load_der(data)
+        return data
+    except ValueError:
+        pass
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise ValueError("not DER, base64 text or PEM") from None
+    if "-----BEGIN" in text:
+        text = "".join(line for line in text.splitlines() if not line.startswith("-----"))
+    try:
+        der = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not DER, base64 text or PEM") from None
+    crypto.load_der(der)
+    return der
+
+
 def _b64decode(value: Any, where: str) -> bytes:
     if not isinstance(value, str):
         raise bad_parameter(f"Property {where} must be a base64 string.")
@@ -266,11 +288,9 @@ class CertificateService:
         x5c = body.get("x5c")
         if not isinstance(x5c, list) or not x5c:
             raise bad_parameter("Property x5c is required and must be a non-empty array.")
-        chain = [_b64decode(item, f"x5c[{i}]") for i, item in enumerate(x5c)]
         try:
+            chain = [_certificate_der(_b64decode(item, f"x5c[{i}]")) for i, item in enumerate(x5c)]
             leaf = crypto.load_der(chain[0])
-            for der in chain[1:]:
-                crypto.load_der(der)
         except ValueError as exc:
             raise bad_parameter("Property x5c does not hold valid X.509 certificates.") from exc
         attrs = _attributes(body)
@@ -414,8 +434,13 @@ class CertificateService:
             "x509_props": crypto.x509_props_of(chain[0]),
             "issuer": {"name": "Unknown"},
         }
-        new_policy = policy.normalize(
-            policy.merge_patch(derived, raw_policy or {}) if isinstance(raw_policy, dict) else derived
+        new_policy = (
+            policy.normalize(
+                policy.merge_patch(derived, raw_policy),
+                derived="validity_months" not in ((raw_policy.get("x509_props") or {}) if raw_policy else {}),
+            )
+            if isinstance(raw_policy, dict)
+            else policy.normalize(derived, derived=True)  # Key Vault's own description of the certificate
         )
         new_policy["key_props"] |= crypto.key_props_of(key)  # the key decides, whatever the policy said
         attrs = _attributes(body)

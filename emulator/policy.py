@@ -67,9 +67,22 @@ def merge_patch(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def normalize(raw: Any, *, require_subject: bool = True) -> dict[str, Any]:
-    """Validate a wire policy and return it with the service's defaults filled in (no id/attributes)."""
+# Top-level policy fields the emulator reads; any other (platformManaged, fields of newer api-versions)
+# is kept as sent and returned, as Key Vault does.
+KNOWN_POLICY_FIELDS = frozenset(
+    {"id", "key_props", "secret_props", "x509_props", "lifetime_actions", "issuer", "attributes"}
+)
+
+
+def normalize(raw: Any, *, require_subject: bool = True, derived: bool = False) -> dict[str, Any]:
+    """Validate a wire policy and return it with the service's defaults filled in (no id/attributes).
+
+    ``derived``: the policy Key Vault derives from an imported certificate, not one a user sent; values
+    outside a user policy's ranges (a 30-year validity) are kept within them instead of refused."""
     policy = _obj(raw, "policy")
+    if policy.get("platformManaged") is not None:
+        _obj(policy["platformManaged"], "policy.platformManaged")
+        require_subject = False  # the platform decides the certificate's names
     key = _obj(policy.get("key_props"), "policy.key_props")
     kty = key.get("kty") or "RSA"
     if kty not in KEY_TYPES:
@@ -137,6 +150,8 @@ def normalize(raw: Any, *, require_subject: bool = True) -> dict[str, Any]:
             raise bad_parameter(f"Property policy.x509_props.key_usage has invalid value '{usage}'.")
     months = _int(x509_raw.get("validity_months"), "policy.x509_props.validity_months")
     months = 12 if months is None else months
+    if derived:
+        months = min(max(months, 1), 1200)
     if not 1 <= months <= 1200:
         raise bad_parameter("Property policy.x509_props.validity_months must be between 1 and 1200.")
     x509_props: dict[str, Any] = {
@@ -167,7 +182,9 @@ def normalize(raw: Any, *, require_subject: bool = True) -> dict[str, Any]:
 
     attrs = _obj(policy.get("attributes"), "policy.attributes")
     enabled = _bool(attrs.get("enabled"), "policy.attributes.enabled")
+    kept = {k: v for k, v in policy.items() if k not in KNOWN_POLICY_FIELDS}
     return {
+        **kept,
         "key_props": key_props,
         "secret_props": {"contentType": content_type},
         "x509_props": x509_props,
