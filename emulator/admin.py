@@ -6,16 +6,30 @@ Documented in emulator/README.md; :class:`emulator.testing.AdminClient` wraps it
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
+from .app import Emulator
 from .errors import ServiceError, bad_parameter
 from .seed import seed
 
-if TYPE_CHECKING:
-    from .server import EmulatorServer
-
 Result = tuple[int, dict[str, Any] | None]
+
+
+class AdminHost(Protocol):
+    """What the admin API needs of the process that serves the vaults (``server.EmulatorServer``):
+    the emulator core, the vaults' URLs and listeners, and adding a vault. The server passes itself in,
+    so this module never imports the server."""
+
+    core: Emulator
+    ca_bundle: Path
+    listeners: Mapping[str, Any]
+
+    def vault_urls(self) -> dict[str, str]: ...
+
+    def add_vault(self, name: str) -> Any: ...
 
 
 def _json(body: bytes) -> dict[str, Any]:
@@ -37,7 +51,7 @@ def _number(body: dict[str, Any], key: str, default: float = 0.0) -> float:
     return float(value)
 
 
-def handle(server: EmulatorServer, method: str, path: str, query: dict[str, str], raw: bytes) -> Result:
+def handle(server: AdminHost, method: str, path: str, query: dict[str, str], raw: bytes) -> Result:
     core = server.core
     parts = [p for p in path.split("/") if p][1:]
     body = _json(raw)
@@ -112,7 +126,7 @@ def handle(server: EmulatorServer, method: str, path: str, query: dict[str, str]
     raise ServiceError(404, "NotFound", f"Unknown admin endpoint {method} {path}.")
 
 
-def _existing(server: EmulatorServer, vault: str) -> str:
+def _existing(server: AdminHost, vault: str) -> str:
     if vault not in server.listeners:
         raise ServiceError(404, "VaultNotFound", f"Vault {vault} does not exist in this emulator.")
     return vault

@@ -107,3 +107,55 @@ def test_wings_depend_only_in_the_designed_direction(path):
     forbidden = WING_RULES.get(wing_of(path), ())
     bad = {m for m in all_imports(path) for f in forbidden if m == f or m.startswith(f + ".")}
     assert not bad, f"{path.relative_to(ROOT)} ({wing_of(path)}) imports {sorted(bad)}"
+
+
+def _import_graph(package: Path, prefix: str) -> dict[str, set[str]]:
+    """module -> the modules of the same package it imports (relative imports resolved)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(package.glob("*.py")):
+        module = f"{prefix}.{path.stem}"
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = f"{prefix}.{base}" if base else prefix
+                names = [f"{base}.{a.name}" for a in node.names] + [base]
+                found.update(
+                    n for n in names if n.startswith(prefix + ".") and (package / f"{n.split('.')[-1]}.py").exists()
+                )
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name.startswith(prefix + "."))
+        graph[module] = found - {module}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path, node, nxt]
+            if nxt not in state and (found := visit(nxt, [*path, node])):
+                return found
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start, [])):
+            return found
+    return None
+
+
+@pytest.mark.parametrize("package", ["emulator", "renewal", "ca_clients"])
+def test_no_import_cycle_inside_a_package(package):
+    """Type-only imports count too: a cycle means the two modules cannot change apart."""
+    cycle = _cycle(_import_graph(ROOT / package, package))
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
