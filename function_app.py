@@ -26,7 +26,7 @@ def service():
         from renewal import metrics
 
         metrics.configure(_service.environ)
-        metrics.watch_service(_service)
+        metrics.watch_service(_service.poison)
     return _service
 
 
@@ -111,17 +111,13 @@ def ops_force_renewal(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("ops_failures")
 @app.route(route="ops/failures", methods=["GET"])
 def ops_failures(req: func.HttpRequest) -> func.HttpResponse:
-    from renewal.flow.replay import list_failures
-
-    report = list_failures(service())
+    report = service().failures()
     return _json(200, {"jobs": report.jobs, "notices": report.notices, "dead_letters": report.dead_letters})
 
 
 @app.function_name("ops_replay")
 @app.route(route="ops/replay", methods=["POST"])
 def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
-    from renewal.flow.replay import replay
-
     try:
         body = req.get_json() if req.get_body() else {}
     except ValueError:
@@ -134,16 +130,14 @@ def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
     kinds = {k: body.get(k, True) for k in ("jobs", "notices", "dead_letters")}
     if not all(isinstance(v, bool) for v in kinds.values()):
         return _json(400, {"error": "jobs/notices/dead_letters: must be true or false"})
-    result = replay(service(), ids=ids, **kinds)
+    result = service().replay(ids=ids, **kinds)
     return _json(200, result.__dict__)
 
 
 @app.function_name("ops_status")
 @app.route(route="ops/status", methods=["GET"])
 def ops_status(req: func.HttpRequest) -> func.HttpResponse:
-    from renewal.flow.replay import status
-
-    return _json(200, status(service()))
+    return _json(200, service().status())
 
 
 # -- operator dashboard (HTML; renewal/operations/dashboard renders it). Function keys locally, Entra ID in Azure. --

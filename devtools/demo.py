@@ -79,7 +79,7 @@ def _record_metrics(service: Any) -> Any:
 
     reader = InMemoryMetricReader()
     metrics.use_meter_provider(MeterProvider(metric_readers=[reader]))
-    metrics.watch_service(service)
+    metrics.watch_service(service.poison)
     return reader
 
 
@@ -155,7 +155,6 @@ def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
     from emulator.testing import running_emulator
     from renewal import settings
     from renewal.config import parse_config
-    from renewal.flow.replay import list_failures
     from renewal.service import RenewalService
 
     logging.basicConfig(level=logging.WARNING, format="  [log] %(message)s")
@@ -295,7 +294,7 @@ def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
                     title="notice received by the release-pipeline web hook",
                 )
             )
-        failures = list_failures(service)
+        failures = service.failures()
         poison = Table(title="renewal-jobs-poison (replay with: python -m renewal replay)")
         for column in ("certificate", "reason"):
             poison.add_column(column)

@@ -136,6 +136,13 @@ class RenewalConfig(_Strict):
     def issuer_names(self) -> set[str]:
         return {str(s.get("name")) for s in self.issuers}
 
+    def renew_fraction(self, vault: str) -> float:
+        """The fraction of a lifetime after which a certificate with no trigger of its own is due."""
+        vault_config = self.vault(vault)
+        if vault_config is not None and vault_config.renew_at_lifetime_fraction:
+            return vault_config.renew_at_lifetime_fraction
+        return self.defaults.renew_at_lifetime_fraction
+
 
 def _names(items: Any, key: str = "name") -> list[str]:
     return [str(i.get(key)) for i in items if isinstance(i, dict) and i.get(key)] if isinstance(items, list) else []

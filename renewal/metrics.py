@@ -26,9 +26,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from renewal import settings
+
+if TYPE_CHECKING:
+    from renewal.ports import PoisonQueueStore
 
 log = logging.getLogger("renewal.metrics")
 METER_NAME = "renewal"
@@ -175,16 +178,11 @@ def watch_poison_queues(source: Callable[[], Mapping[str, int]] | None) -> None:
     _registry.poison_source = source
 
 
-def watch_service(service: Any) -> None:
-    """Feed the poison-queue gauge from a RenewalService's storage."""
+def watch_service(poison: PoisonQueueStore) -> None:
+    """Feed the poison-queue gauge from the poison queues' depths."""
 
     def depths() -> dict[str, int]:
-        out = {}
-        for queue in (settings.JOBS_QUEUE, settings.DEPLOYMENTS_QUEUE):
-            name = settings.poison_queue(queue)
-            props = service.storage.queue_client(name).get_queue_properties()
-            out[name] = int(props.approximate_message_count or 0)
-        return out
+        return {name: count for name, count in poison.depths().items() if name.endswith("-poison")}
 
     watch_poison_queues(depths)
 

@@ -4,9 +4,9 @@ tests may implement them in memory only where the real adapter is also tested ag
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from renewal.model import (
     AttemptState,
@@ -64,3 +64,45 @@ class Deployer(Protocol):
     def deliver(self, notice: DeploymentNotice) -> None:
         """Raise to have the deployments queue retry the notice."""
         ...
+
+
+class PoisonMessageView(Protocol):
+    id: str
+    inserted_on: dt.datetime | None
+    payload: Any | None
+
+
+class PoisonQueueStore(Protocol):
+    """The poison queues of ``renewal-jobs`` and ``deployments`` (Azure Storage queues in Azure)."""
+
+    def list_poison(self, queue_name: str = ..., *, limit: int = ...) -> Sequence[PoisonMessageView]: ...
+
+    def requeue_poison(
+        self,
+        queue_name: str = ...,
+        *,
+        ids: Collection[str] | None = None,
+        transform: Callable[[Any], str | None] | None = None,
+        limit: int = ...,
+    ) -> int:
+        """Moves messages back to their queue; nothing is removed before it is re-queued. Raises StoreError."""
+        ...
+
+    def depths(self) -> dict[str, int]:
+        """Approximate message count of each queue and its poison queue."""
+        ...
+
+
+class DeadLetteredEventView(Protocol):
+    blob_name: str
+    index: int
+    event: dict[str, Any]
+    error: str | None
+
+
+class DeadLetterStore(Protocol):
+    """Event Grid's dead-lettered events (blobs in Azure)."""
+
+    def list(self, prefix: str | None = None) -> Sequence[DeadLetteredEventView]: ...
+    def blob_names(self, prefix: str | None = None) -> list[str]: ...
+    def remove(self, blob_name: str) -> bool: ...

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from renewal import settings
 from renewal.config import RenewalConfig, WebhookDeployerConfig, anchors_of, load_config
@@ -20,6 +20,23 @@ from renewal.flow.orchestrator import RenewalOrchestrator, RenewalOutcome
 from renewal.flow.sweep import Sweep, SweepReport
 from renewal.model import DeploymentNotice, RenewalJob, utcnow
 from renewal.observability import log_event
+from renewal.ports import (
+    CertificateStore,
+    ClaimStore,
+    DeadLetterStore,
+    Deployer,
+    JobQueue,
+    Ledger,
+    NoticeQueue,
+    PoisonQueueStore,
+)
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from ca_clients import CAClient, SecretResolver
+    from renewal.flow.replay import ReplayResult
+    from renewal.operations.status import FailureReport
 
 log = logging.getLogger("renewal.service")
 
@@ -39,7 +56,7 @@ class RenewalService:
         *,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
-        stores: Mapping[str, Any] | None = None,
+        stores: Mapping[str, CertificateStore] | None = None,
         storage: Any = None,
         keyvault_options: Mapping[str, Any] | None = None,
         client_context_extra: Mapping[str, Any] | None = None,
@@ -81,7 +98,7 @@ class RenewalService:
         return DefaultAzureCredential(managed_identity_client_id=client_id)
 
     @property
-    def stores(self) -> Mapping[str, Any]:
+    def stores(self) -> Mapping[str, CertificateStore]:
         if self._stores is None:
             from renewal.azure.keyvault import open_store
 
@@ -104,7 +121,7 @@ class RenewalService:
         return self._storage
 
     @cached_property
-    def secrets(self) -> Any:
+    def secrets(self) -> SecretResolver:
         from renewal.azure.secrets import ConfigSecretResolver
 
         return ConfigSecretResolver(
@@ -116,43 +133,43 @@ class RenewalService:
         )
 
     @cached_property
-    def ledger(self) -> Any:
+    def ledger(self) -> Ledger:
         from renewal.azure.ledger import TableLedger
 
         return TableLedger(self.storage)
 
     @cached_property
-    def claims(self) -> Any:
+    def claims(self) -> ClaimStore:
         from renewal.azure.claims import BlobClaimStore
 
         return BlobClaimStore(self.storage, clock=self.clock)
 
     @cached_property
-    def jobs(self) -> Any:
+    def jobs(self) -> JobQueue:
         from renewal.azure.queues import StorageJobQueue
 
         return StorageJobQueue(self.storage)
 
     @cached_property
-    def notices(self) -> Any:
+    def notices(self) -> NoticeQueue:
         from renewal.azure.queues import StorageNoticeQueue
 
         return StorageNoticeQueue(self.storage)
 
     @cached_property
-    def poison(self) -> Any:
+    def poison(self) -> PoisonQueueStore:
         from renewal.azure.queues import PoisonQueues
 
         return PoisonQueues(self.storage)
 
     @cached_property
-    def dead_letters(self) -> Any:
+    def dead_letters(self) -> DeadLetterStore:
         from renewal.azure.deadletter import DeadLetterStore
 
         return DeadLetterStore(self.storage)
 
     @cached_property
-    def deployers(self) -> list[Any]:
+    def deployers(self) -> list[Deployer]:
         from renewal.azure.deployers import EventGridDeployer, WebhookDeployer
 
         return [
@@ -163,12 +180,12 @@ class RenewalService:
         ]
 
     # -- issuers --------------------------------------------------------------------------------------
-    def issuer(self, name: str) -> Any:
+    def issuer(self, name: str) -> CAClient:
         """The CA client for a configured issuer (with its fallbacks), built on first use."""
         with self._issuer_lock:
             if name not in self._issuers:
                 from ca_clients import ClientContext
-                from ca_clients.failover import build_issuers
+                from ca_clients.failover import build_issuers, failover_order
 
                 sections = {str(s["name"]): s for s in self.config.issuers}
                 if name not in sections:
@@ -176,22 +193,11 @@ class RenewalService:
 
                     raise PermanentCAError(f"issuer {name!r} is not configured", issuer=name)
                 context = ClientContext(secrets=self.secrets, extra=self._context_extra)
-                wanted = self._with_fallbacks(name, sections)
+                wanted = failover_order(name, sections)  # the configuration names only known fallbacks
                 self._issuers.update(build_issuers([sections[n] for n in wanted], context))
             return self._issuers[name]
 
-    @staticmethod
-    def _with_fallbacks(name: str, sections: Mapping[str, Mapping[str, Any]]) -> list[str]:
-        order, todo = [], [name]
-        while todo:
-            current = todo.pop()
-            if current in order or current not in sections:
-                continue
-            order.append(current)
-            todo.extend(sections[current].get("fallbacks") or [])
-        return order
-
-    def trust_anchors(self, issuer: str) -> list[Any]:
+    def trust_anchors(self, issuer: str) -> list[x509.Certificate]:
         """The CA certificates a chain from ``issuer`` must lead to (none for an issuer not configured)."""
         with self._issuer_lock:
             if issuer not in self._anchors:
@@ -228,7 +234,7 @@ class RenewalService:
     def handle_event(self, event: Mapping[str, Any]) -> EventResult:
         """One Event Grid event -> one queued job; malformed or foreign events are rejected, never raised."""
         try:
-            parsed = parse_event(event, configured_vaults={v.name: v.url for v in self.config.vaults})
+            parsed = parse_event(event, configured_vaults=self.vault_urls)
         except EventRejected as exc:
             log_event(
                 log,
@@ -287,6 +293,28 @@ class RenewalService:
             requested_by=requested_by,
         )
         return job
+
+    # -- failed work and status, each function given only the stores it reads ------------------------------
+    @property
+    def vault_urls(self) -> dict[str, str]:
+        return {v.name: v.url for v in self.config.vaults}
+
+    def failures(self) -> FailureReport:
+        from renewal.operations.status import list_failures
+
+        return list_failures(self.poison, self.dead_letters, self.ledger)
+
+    def status(self) -> dict[str, Any]:
+        from renewal.operations.status import status
+
+        return status(self.poison, self.dead_letters, self.ledger)
+
+    def replay(self, **which: Any) -> ReplayResult:
+        """``replay`` of renewal.flow.replay over this service's stores (``jobs``, ``notices``,
+        ``dead_letters`` flags and ``ids`` pass through)."""
+        from renewal.flow.replay import replay
+
+        return replay(self.poison, self.dead_letters, self.jobs, vaults=self.vault_urls, clock=self.clock, **which)
 
     def deliver(self, claim: DeploymentNotice) -> list[str]:
         """Deliver the notice a ``deployments`` message claims, as the ledger and Key Vault confirm it."""

@@ -136,6 +136,15 @@ class PoisonQueues:
             except AzureError as exc:  # the hold lapses by itself after POISON_HOLD_SECONDS
                 log_event(log, "poison.release_failed", level=logging.WARNING, message_id=msg.id, error=repr(exc))
 
+    def depths(self) -> dict[str, int]:
+        """Approximate message count of each queue and its poison queue."""
+        found: dict[str, int] = {}
+        for queue in (settings.JOBS_QUEUE, settings.DEPLOYMENTS_QUEUE):
+            for name in (queue, settings.poison_queue(queue)):
+                props = self.storage.queue_client(name).get_queue_properties()
+                found[name] = int(props.approximate_message_count or 0)
+        return found
+
     def list_poison(self, queue_name: str = settings.JOBS_QUEUE, *, limit: int = 5000) -> list[PoisonMessage]:
         """Every message in the poison queue, oldest first, left in place.
 

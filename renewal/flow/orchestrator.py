@@ -152,7 +152,7 @@ class RenewalOrchestrator:
             expires_on=current.expires_on,
             tags=current.tags,
             policy_triggers=policy.lifetime_triggers if policy else None,
-            default_fraction=self._default_fraction(job.vault),
+            default_fraction=self.config.renew_fraction(job.vault),
         )
         if job.force or decision.due:
             return None
@@ -355,9 +355,3 @@ class RenewalOrchestrator:
         self.ledger.upsert(attempt.row)
         self.journal.failed(attempt.row, check=check)
         return RenewalFailed(error, permanent=permanent)
-
-    def _default_fraction(self, vault: str) -> float:
-        vault_config = self.config.vault(vault)
-        if vault_config is not None and vault_config.renew_at_lifetime_fraction:
-            return vault_config.renew_at_lifetime_fraction
-        return self.config.defaults.renew_at_lifetime_fraction

@@ -8,7 +8,6 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from renewal import metrics
@@ -17,6 +16,7 @@ from renewal.errors import CertificateGone
 from renewal.flow.due import DueDecision, is_due
 from renewal.flow.orchestrator import STALE_TRIGGER_SUFFIX
 from renewal.flow.routing import routed_issuer_or_none
+from renewal.flow.scan import VaultScan
 from renewal.model import IN_FLIGHT_STATES, CertificateListing, RenewalJob, utcnow
 from renewal.observability import log_event
 from renewal.ports import CertificateStore, JobQueue, Ledger
@@ -80,20 +80,41 @@ class Sweep:
         report = SweepReport(started_at=now)
         run_id = f"sweep-{now:%Y%m%dT%H%M%S}"
         names = list(vaults) if vaults is not None else [v.name for v in self.config.vaults]
-        # One listing thread per vault; the few due certificates' policy reads and enqueues run on a shared
-        # pool so each listing keeps streaming pages instead of waiting on them (bounded per vault).
-        with (
-            ThreadPoolExecutor(max_workers=max(1, len(names)), thread_name_prefix="sweep") as pool,
-            ThreadPoolExecutor(
-                max_workers=min(32, FOLLOW_UP_PER_VAULT * max(1, len(names))), thread_name_prefix="sweep-due"
-            ) as follow_ups,
-        ):
-            futures = [
-                pool.submit(self._scan_vault, name, now, run_id, report, dry_run, collect_all, progress, follow_ups)
-                for name in names
-            ]
-            for future in futures:
-                future.result()
+
+        def vault_failed(vault: str, exc: BaseException) -> None:
+            with report._lock:
+                report.errors.append(f"{vault}: {type(exc).__name__}: {exc}")
+            log_event(log, "sweep.vault_failed", level=logging.ERROR, vault=vault, error=str(exc))
+
+        def triage(vault: str, listing: CertificateListing) -> tuple[bool, DueDecision | None]:
+            """Due-ness from the listing, decided once; only due certificates need the pool."""
+            if listing.pending or listing.enabled is False:
+                return False, None
+            decision = is_due(
+                now=now,
+                not_before=listing.not_before,
+                expires_on=listing.expires_on,
+                tags=listing.tags,
+                default_fraction=self.config.renew_fraction(vault),
+            )
+            return decision.due, decision
+
+        def handle(store: CertificateStore, listing: CertificateListing, decision: DueDecision | None) -> None:
+            self._handle(store, listing, decision, now, run_id, report, dry_run, collect_all, progress)
+
+        # Only certificates due on their listing's own attributes need a policy read or an enqueue: those run
+        # on the shared pool so each listing keeps streaming pages (bounded per vault).
+        VaultScan(
+            self.stores,
+            workers=min(32, FOLLOW_UP_PER_VAULT * max(1, len(names))),
+            in_flight_per_vault=FOLLOW_UP_PER_VAULT * 2,
+            name="sweep",
+        ).run(
+            names,
+            triage=triage,
+            handle=handle,
+            vault_failed=vault_failed,
+        )
         if self.ledger is not None:
             self._resume_stale(now, run_id, report, dry_run)
         log_event(
@@ -110,87 +131,20 @@ class Sweep:
         )
         return report
 
-    def _scan_vault(
-        self,
-        vault: str,
-        now: dt.datetime,
-        run_id: str,
-        report: SweepReport,
-        dry_run: bool,
-        collect_all: bool,
-        progress: Callable[[str, int], None] | None,
-        follow_ups: ThreadPoolExecutor,
-    ) -> None:
-        store = self.stores[vault]
-        vault_config = self.config.vault(vault)
-        fraction = (
-            vault_config.renew_at_lifetime_fraction
-            if vault_config and vault_config.renew_at_lifetime_fraction
-            else self.config.defaults.renew_at_lifetime_fraction
-        )
-        slots = threading.BoundedSemaphore(FOLLOW_UP_PER_VAULT * 2)
-        failed = threading.Event()
-        pending: list[Future[None]] = []
-
-        def fail(exc: BaseException) -> None:
-            with report._lock:
-                first = not failed.is_set()
-                failed.set()
-                if first:
-                    report.errors.append(f"{vault}: {type(exc).__name__}: {exc}")
-            if first:
-                log_event(log, "sweep.vault_failed", level=logging.ERROR, vault=vault, error=str(exc))
-
-        def follow_up(listing: CertificateListing) -> None:
-            try:
-                if not failed.is_set():
-                    self._handle(store, vault, listing, now, fraction, run_id, report, dry_run, collect_all, progress)
-            except Exception as exc:  # noqa: BLE001 - one vault's failure must not stop the others
-                fail(exc)
-            finally:
-                slots.release()
-
-        try:
-            for listing in store.list_certificates():
-                if failed.is_set():
-                    break
-                if self._may_need_reads(listing, now, fraction):
-                    slots.acquire()
-                    pending.append(follow_ups.submit(follow_up, listing))
-                else:
-                    self._handle(store, vault, listing, now, fraction, run_id, report, dry_run, collect_all, progress)
-        except Exception as exc:  # noqa: BLE001 - one vault's failure must not stop the others
-            fail(exc)
-        for future in pending:
-            future.result()
-
-    @staticmethod
-    def _may_need_reads(listing: CertificateListing, now: dt.datetime, fraction: float) -> bool:
-        """Due on the listing's own attributes: a policy read or an enqueue may follow (off the listing thread)."""
-        if listing.pending or listing.enabled is False:
-            return False
-        return is_due(
-            now=now,
-            not_before=listing.not_before,
-            expires_on=listing.expires_on,
-            tags=listing.tags,
-            default_fraction=fraction,
-        ).due
-
     def _handle(
         self,
         store: CertificateStore,
-        vault: str,
         listing: CertificateListing,
+        listed: DueDecision | None,
         now: dt.datetime,
-        fraction: float,
         run_id: str,
         report: SweepReport,
         dry_run: bool,
         collect_all: bool,
         progress: Callable[[str, int], None] | None,
     ) -> None:
-        entry = self._decide(store, listing, now, fraction, report)
+        vault = store.vault
+        entry = self._decide(store, listing, listed, now, report)
         if entry is None:
             return
         metrics.observe_certificate(
@@ -223,23 +177,18 @@ class Sweep:
         self,
         store: CertificateStore,
         listing: CertificateListing,
+        listed: DueDecision | None,
         now: dt.datetime,
-        fraction: float,
         report: SweepReport,
     ) -> SweepEntry | None:
-        if listing.pending or listing.enabled is False:
+        """The decision from the listing (None: pending or disabled, skipped), refined by the policy's own
+        trigger when only the default rule made it due."""
+        if listed is None:
             with report._lock:
                 report.skipped += 1
             return None
-        decision = is_due(
-            now=now,
-            not_before=listing.not_before,
-            expires_on=listing.expires_on,
-            tags=listing.tags,
-            default_fraction=fraction,
-        )
+        decision = listed
         if decision.due and decision.trigger == "default":
-            # Due only by the default rule: the policy's own trigger (if any) decides.
             try:
                 policy = store.get_policy(listing.name)
             except CertificateGone:
@@ -253,7 +202,7 @@ class Sweep:
                     expires_on=listing.expires_on,
                     tags=listing.tags,
                     policy_triggers=policy.lifetime_triggers,
-                    default_fraction=fraction,
+                    default_fraction=self.config.renew_fraction(store.vault),
                 )
         return SweepEntry(listing.vault, listing.name, listing.version, listing.expires_on, decision, False)
 

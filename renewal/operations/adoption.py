@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -24,6 +24,9 @@ from renewal.errors import AdoptionRefused, ImportRefused, NotFound
 from renewal.flow.due import ISSUER_TAG, MIRRORED_TRIGGER_TAG, format_trigger
 from renewal.model import LifetimeTrigger, PolicySpec, SubjectAlternativeNames
 from renewal.operations.compliance import CHAIN_LENGTH_TAG, Finding, chain_is_complete, material_findings
+
+if TYPE_CHECKING:
+    from renewal.service import RenewalService
 
 DEFAULT_DAYS_BEFORE_EXPIRY = 30
 PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.S)
@@ -99,7 +102,7 @@ def _describe(triggers: tuple[LifetimeTrigger, ...]) -> str:
     return ", ".join(f"{t.action} at {format_trigger(t)}" for t in triggers) or "(none)"
 
 
-def adopt(service: Any, vault: str, name: str, *, issuer: str, dry_run: bool = False) -> AdoptionResult:
+def adopt(service: RenewalService, vault: str, name: str, *, issuer: str, dry_run: bool = False) -> AdoptionResult:
     """Plan (and unless ``dry_run``, apply) the changes that put VAULT/NAME under management by ISSUER."""
     config = service.config
     if config.vault(vault) is None:
@@ -242,7 +245,7 @@ class ImportResult:
 
 
 def import_file(
-    service: Any,
+    service: RenewalService,
     vault: str,
     name: str,
     data: bytes,

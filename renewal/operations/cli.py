@@ -129,11 +129,8 @@ def replay(
     ids: Annotated[list[str] | None, typer.Option("--id", help="Only these message ids / dead-letter blobs.")] = None,
 ) -> None:
     """List poisoned jobs/notices and dead-lettered events, or re-drive them."""
-    from renewal.flow.replay import list_failures
-    from renewal.flow.replay import replay as run_replay
-
     service = _service()
-    report = list_failures(service)
+    report = service.failures()
     table = Table(title="failed work")
     for column in ("where", "id", "certificate", "reason"):
         table.add_column(column)
@@ -150,7 +147,7 @@ def replay(
     console.print(table)
     if list_only:
         raise typer.Exit(EXIT_FAILED if report.total else EXIT_OK)
-    result = run_replay(service, ids=ids)
+    result = service.replay(ids=ids)
     console.print(f"re-queued {result.jobs} job(s), {result.notices} notice(s), {result.events} dead-lettered event(s)")
     for line in result.left:
         err.print(f"[yellow]left in place[/yellow] {line}")
@@ -160,9 +157,7 @@ def replay(
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Queue depths, failures and the latest renewals."""
-    from renewal.flow.replay import status as read_status
-
-    data = read_status(_service())
+    data = _service().status()
     if as_json:
         console.print_json(json.dumps(data, default=str))
         return

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -27,6 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from renewal.config import ComplianceConfig, RenewalConfig
 from renewal.flow.due import resolve_triggers
 from renewal.operations.inventory import InventoryEntry
+
+if TYPE_CHECKING:
+    from renewal.service import RenewalService
 
 Severity = Literal["error", "warning"]
 CHAIN_LENGTH_TAG = "renewal-chain-length"
@@ -272,7 +275,7 @@ class ComplianceRules:
         ]
 
 
-def rules_for(service: Any) -> ComplianceRules:
+def rules_for(service: RenewalService) -> ComplianceRules:
     """The rule set of a :class:`renewal.service.RenewalService` (trust anchors from its issuers)."""
     from renewal.config import load_pem_certificates
 

@@ -13,17 +13,20 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from renewal.config import RenewalConfig
-from renewal.errors import NoRoute
+from renewal.errors import NoRoute, NotFound
 from renewal.flow.due import DueDecision, is_due
 from renewal.flow.routing import route_issuer
+from renewal.flow.scan import VaultScan
 from renewal.model import AttemptState, CertificateListing, CertificateVersion, LedgerRow, utcnow
 from renewal.observability import log_event
 from renewal.ports import CertificateStore, Ledger
+
+if TYPE_CHECKING:
+    from renewal.service import RenewalService
 
 log = logging.getLogger("renewal.operations.inventory")
 DEFAULT_WORKERS = 32
@@ -179,12 +182,6 @@ class InventoryBuilder:
         self.max_workers = max(1, max_workers)
         self.read_certificates = read_certificates
 
-    def _fraction(self, vault: str) -> float:
-        vault_config = self.config.vault(vault)
-        if vault_config is not None and vault_config.renew_at_lifetime_fraction:
-            return vault_config.renew_at_lifetime_fraction
-        return self.config.defaults.renew_at_lifetime_fraction
-
     def build(
         self, *, vaults: Iterable[str] | None = None, progress: Callable[[str, int], None] | None = None
     ) -> Inventory:
@@ -198,18 +195,30 @@ class InventoryBuilder:
             inventory.errors.append(f"ledger: {type(exc).__name__}: {exc}")
             rows, merged = {}, set()
         lock = threading.Lock()
-        # Bounded in-flight reads: listing threads block here instead of queueing 20,000 futures.
-        slots = threading.BoundedSemaphore(self.max_workers * 2)
-        with (
-            ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="inventory-read") as readers,
-            ThreadPoolExecutor(max_workers=max(1, len(names)), thread_name_prefix="inventory-list") as listers,
-        ):
-            futures = [
-                listers.submit(self._scan_vault, vault, now, rows, merged, readers, slots, inventory, lock, progress)
-                for vault in names
-            ]
-            for future in futures:
-                future.result()
+
+        def handle(store: CertificateStore, listing: CertificateListing, _note: object) -> None:
+            entry = self.entry_for(store, listing, now, rows, merged)
+            with lock:
+                inventory.entries.append(entry)
+                if entry.current is not None or entry.read_error is not None:
+                    inventory.certificate_reads += 1
+            if progress is not None:
+                progress(listing.vault, 1)
+
+        def vault_failed(vault: str, exc: BaseException) -> None:
+            problem = str(exc) if isinstance(exc, NotFound) else f"{vault}: listing failed: {type(exc).__name__}: {exc}"
+            with lock:
+                inventory.errors.append(problem)
+
+        # Every listing needs the certificate read (when enabled): all of them go to the readers' pool.
+        VaultScan(
+            self.stores, workers=self.max_workers, in_flight_per_vault=self.max_workers * 2, name="inventory"
+        ).run(
+            names,
+            triage=lambda _vault, _listing: (self.read_certificates, None),
+            handle=handle,
+            vault_failed=vault_failed,
+        )
         inventory.entries.sort(key=lambda e: (e.vault, e.name))
         log_event(
             log,
@@ -220,59 +229,6 @@ class InventoryBuilder:
             errors=len(inventory.errors),
         )
         return inventory
-
-    def _scan_vault(
-        self,
-        vault: str,
-        now: dt.datetime,
-        rows: Mapping[tuple[str, str], LedgerRow],
-        merged: set[tuple[str, str, str]],
-        readers: ThreadPoolExecutor,
-        slots: threading.BoundedSemaphore,
-        inventory: Inventory,
-        lock: threading.Lock,
-        progress: Callable[[str, int], None] | None,
-    ) -> None:
-        store = self.stores.get(vault)
-        if store is None:
-            with lock:
-                inventory.errors.append(f"vaults: {vault!r} is not configured")
-            return
-        pending: list[Future[None]] = []
-
-        def done(future: Future[None]) -> None:
-            slots.release()
-
-        try:
-            for listing in store.list_certificates():
-                slots.acquire()
-                future = readers.submit(self._entry, store, listing, now, rows, merged, inventory, lock, progress)
-                future.add_done_callback(done)
-                pending.append(future)
-        except Exception as exc:  # noqa: BLE001 - reported in the inventory, the scan goes on
-            with lock:
-                inventory.errors.append(f"{vault}: listing failed: {type(exc).__name__}: {exc}")
-        for future in pending:
-            future.result()
-
-    def _entry(
-        self,
-        store: CertificateStore,
-        listing: CertificateListing,
-        now: dt.datetime,
-        rows: Mapping[tuple[str, str], LedgerRow],
-        merged: set[tuple[str, str, str]],
-        inventory: Inventory,
-        lock: threading.Lock,
-        progress: Callable[[str, int], None] | None,
-    ) -> None:
-        entry = self.entry_for(store, listing, now, rows, merged)
-        with lock:
-            inventory.entries.append(entry)
-            if entry.current is not None or entry.read_error is not None:
-                inventory.certificate_reads += 1
-        if progress is not None:
-            progress(listing.vault, 1)
 
     def entry_for(
         self,
@@ -302,7 +258,7 @@ class InventoryBuilder:
             expires_on=current.expires_on if current is not None else listing.expires_on,
             tags=tags,
             policy_triggers=policy.lifetime_triggers if policy is not None else None,
-            default_fraction=self._fraction(vault),
+            default_fraction=self.config.renew_fraction(vault),
         )
         row = rows.get((vault, name))
         version = current.version if current is not None else listing.version
@@ -325,7 +281,7 @@ class InventoryBuilder:
 
 
 def build_inventory(
-    service: Any,
+    service: RenewalService,
     *,
     vaults: Iterable[str] | None = None,
     max_workers: int = DEFAULT_WORKERS,

@@ -9,10 +9,13 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from renewal.operations.compliance import Finding, has_errors, rules_for
 from renewal.operations.inventory import Inventory, build_inventory
+
+if TYPE_CHECKING:
+    from renewal.service import RenewalService
 
 SCHEMA_VERSION = 1
 
@@ -65,7 +68,7 @@ class EstateReport:
 
 
 def build_report(
-    service: Any, *, vaults: list[str] | None = None, max_workers: int = 32, progress: Any = None
+    service: RenewalService, *, vaults: list[str] | None = None, max_workers: int = 32, progress: Any = None
 ) -> EstateReport:
     started = time.monotonic()
     inventory = build_inventory(service, vaults=vaults, max_workers=max_workers, progress=progress)

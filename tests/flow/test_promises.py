@@ -14,7 +14,6 @@ import function_app
 from ca_clients import IssuancePending, IssuedChain, SignRequest
 from devtools.pump import QueuePump
 from renewal import settings
-from renewal.flow.replay import list_failures, replay
 from renewal.flow.sweep import Sweep
 
 
@@ -133,7 +132,7 @@ def test_failed_job_lands_in_poison_with_reason_and_replay_renews_once_fixed(flo
     stats = run_jobs(flow)
     assert stats.failed == settings.MAX_DEQUEUE_COUNT and stats.poisoned == 1
 
-    failures = list_failures(flow.service)
+    failures = flow.service.failures()
     assert [(f.vault, f.name) for f in failures.jobs] == [("kv-alpha", "partner-api")]
     assert "PARTNER_CA_KEY" in failures.jobs[0].reason  # the reason names what is missing
     assert flow.current("partner-api").properties.version == before
@@ -141,11 +140,11 @@ def test_failed_job_lands_in_poison_with_reason_and_replay_renews_once_fixed(flo
     # The operator fixes the issuer (the app setting appears), then replays.
     flow.service.environ["PARTNER_CA_KEY"] = flow.ca_paths["ca_key"].read_text()
     flow.service.reset_issuers()
-    result = replay(flow.service)
+    result = flow.service.replay()
     assert result.jobs == 1 and not result.left
     assert run_jobs(flow).processed == 1
     assert flow.current("partner-api").properties.version != before
-    assert list_failures(flow.service).total == 0
+    assert flow.service.failures().total == 0
 
 
 class SlowIssuer:

@@ -21,7 +21,7 @@ def reader(flow):
     metrics.reset()
     reader = InMemoryMetricReader()
     metrics.use_meter_provider(MeterProvider(metric_readers=[reader]))
-    metrics.watch_service(flow.service)
+    metrics.watch_service(flow.service.poison)
     function_app._service = flow.service
     yield reader
     function_app._service = None

@@ -98,7 +98,6 @@ def test_5xx_bursts_are_retried_and_merge_once(fast_flow, status, operation):
 def test_random_faults_and_latency_across_a_fleet(fast_flow):
     """35% of every request fails with 503, each answer takes 20 ms: every certificate still ends with
     exactly one new version (the queue retries; what is poisoned is replayed)."""
-    from renewal.flow.replay import replay
 
     flow = fast_flow
     names = [f"fleet-{i}" for i in range(8)]
@@ -110,7 +109,7 @@ def test_random_faults_and_latency_across_a_fleet(fast_flow):
         flow.service.jobs.enqueue(RenewalJob(vault="kv-alpha", name=name, reason="sweep"))
     first = drain(flow)
     flow.kv.admin.set_knobs(fault_rate=0.0, latency_ms=0)
-    replay(flow.service)
+    flow.service.replay()
     drain(flow)
     for name in names:
         assert_renewed_once(flow, name, before[name])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import function_app
 from devtools.pump import QueuePump
 from renewal import settings
-from renewal.flow.replay import list_failures, replay
 
 from .conftest import LONG
 
@@ -40,14 +39,14 @@ def test_poisoned_jobs_replay_to_exactly_one_renewal_each(flow):
 
         stats = pump(flow)
         assert stats.poisoned == FLEET and stats.failed == FLEET * settings.MAX_DEQUEUE_COUNT
-        failures = list_failures(flow.service)
+        failures = flow.service.failures()
         assert sorted(f.name for f in failures.jobs) == names
         assert all("PARTNER_CA_KEY" in f.reason for f in failures.jobs)  # the reason, from the ledger
         assert flow.kv.admin.counters()["merge"] == 0
 
         flow.service.environ["PARTNER_CA_KEY"] = flow.ca_paths["ca_key"].read_text()  # the fix
         flow.service.reset_issuers()
-        assert replay(flow.service).jobs == FLEET
+        assert flow.service.replay().jobs == FLEET
         stats = pump(flow)
         assert stats.poisoned == 0 and stats.processed == FLEET
         assert flow.kv.admin.counters()["merge"] == FLEET
@@ -58,9 +57,9 @@ def test_poisoned_jobs_replay_to_exactly_one_renewal_each(flow):
             assert [r.state for r in flow.service.ledger.history(where[n], n)].count("notified") == 1
         notices = flow.storage.queue_client(settings.DEPLOYMENTS_QUEUE).get_queue_properties()
         assert notices.approximate_message_count == FLEET
-        assert list_failures(flow.service).total == 0
+        assert flow.service.failures().total == 0
         if LONG:  # a second replay and sweep change nothing
-            assert replay(flow.service).jobs == 0
+            assert flow.service.replay().jobs == 0
             assert not flow.service.sweep().due
     finally:
         function_app._service = None

@@ -159,3 +159,26 @@ def test_no_import_cycle_inside_a_package(package):
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def _untyped_service_parameters(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for arg in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
+                annotation = ast.unparse(arg.annotation) if arg.annotation else None
+                if arg.arg == "service" and annotation in (None, "Any", "typing.Any"):
+                    found.append(f"{node.name}({arg.arg}: {annotation})")
+    return found
+
+
+@pytest.mark.parametrize("path", PRODUCT, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_product_function_takes_an_untyped_service(path):
+    """Operator and flow functions take the stores they use, or the typed composition root."""
+    assert _untyped_service_parameters(path) == []
+
+
+def test_the_service_parameter_check_sees_one(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("from typing import Any\ndef list_failures(service: Any) -> None: ...\n")
+    assert _untyped_service_parameters(probe) == ["list_failures(service: Any)"]

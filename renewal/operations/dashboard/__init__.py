@@ -13,12 +13,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from renewal import settings
 from renewal.observability import log_event
 from renewal.operations.dashboard import csrf
+
+if TYPE_CHECKING:
+    from renewal.service import RenewalService
 
 log = logging.getLogger("renewal.operations.dashboard")
 ROUTE = "ops/dashboard"
@@ -72,11 +75,11 @@ def _html(status: int, body: str, **extra: str) -> DashboardResponse:
     return DashboardResponse(status, body, {**SECURITY_HEADERS, **extra})
 
 
-def _secret(service: Any) -> str | None:
+def _secret(service: RenewalService) -> str | None:
     return settings.DASHBOARD_SECRET.read(service.environ) or None
 
 
-def _principal(service: Any, request: DashboardRequest) -> str:
+def _principal(service: RenewalService, request: DashboardRequest) -> str:
     """The signed-in operator, as App Service authentication names them. Anyone can send the header;
     only the platform's front end, when authentication is on, strips and sets it."""
     if (settings.EASY_AUTH.read(service.environ) or "").lower() != "true":
@@ -84,7 +87,7 @@ def _principal(service: Any, request: DashboardRequest) -> str:
     return request.lower_headers.get(csrf.PRINCIPAL_HEADER, "")
 
 
-def overview(service: Any, request: DashboardRequest) -> DashboardResponse:
+def overview(service: RenewalService, request: DashboardRequest) -> DashboardResponse:
     from renewal.operations.dashboard import pages
     from renewal.operations.dashboard.estate import gather
 
@@ -97,7 +100,7 @@ def overview(service: Any, request: DashboardRequest) -> DashboardResponse:
     return _html(200, pages.page("Estate", body, links))
 
 
-def certificate(service: Any, request: DashboardRequest) -> DashboardResponse:
+def certificate(service: RenewalService, request: DashboardRequest) -> DashboardResponse:
     from renewal.operations.dashboard import pages
     from renewal.operations.dashboard.estate import certificate as detail_of
 
@@ -111,12 +114,11 @@ def certificate(service: Any, request: DashboardRequest) -> DashboardResponse:
     return _html(200, pages.page(f"{vault}/{name}", pages.certificate(detail, links), links))
 
 
-def replay(service: Any, request: DashboardRequest) -> DashboardResponse:
+def replay(service: RenewalService, request: DashboardRequest) -> DashboardResponse:
     """POST from a failure's Replay button: checks origin and token, re-drives that one item, then
     redirects (303) to the overview with the result, so a reload never repeats the POST."""
     from urllib.parse import quote
 
-    from renewal.flow.replay import replay as run_replay
     from renewal.operations.dashboard import pages
 
     links = _links(request)
@@ -136,7 +138,7 @@ def replay(service: Any, request: DashboardRequest) -> DashboardResponse:
     if kind not in REPLAY_KINDS or not item:
         return _html(400, pages.error_page("Bad request", "kind/id: a failure to replay is required", links))
     flags = {flag: flag == REPLAY_KINDS[kind] for flag in REPLAY_KINDS.values()}
-    result = run_replay(service, ids=[item], **flags)
+    result = service.replay(ids=[item], **flags)
     moved = result.jobs + result.notices + result.events
     log_event(
         log, "dashboard.replay", kind=kind, item=item, moved=moved, principal=_principal(service, request) or None

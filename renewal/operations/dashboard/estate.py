@@ -12,15 +12,18 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from renewal import metrics
-from renewal.flow.replay import FailureReport, list_failures
 from renewal.model import FAILING_STATES, IN_FLIGHT_STATES, AttemptState, CertificateListing, LedgerRow
 from renewal.operations.compliance import Finding, rules_for
 from renewal.operations.dashboard.recent_reads import POLICY_TTL, ReadCounts, recent_reads
 from renewal.operations.inventory import InventoryBuilder, InventoryEntry, LastRenewal
 from renewal.operations.report import EstateReport
+from renewal.operations.status import FailureReport
+
+if TYPE_CHECKING:
+    from renewal.service import RenewalService
 
 STATES = ("expired", "failing", "renewing", "due", "healthy")
 SEVERITIES = ("error", "warning")
@@ -121,7 +124,7 @@ def weekly(rows: list[CertificateRow], now: dt.datetime) -> list[WeekBucket]:
     return [WeekBucket(now + dt.timedelta(days=7 * i), expiries[i], renewals[i]) for i in range(WEEKS)]
 
 
-def gather(service: Any) -> Estate:
+def gather(service: RenewalService) -> Estate:
     """The estate report (inventory + compliance rules), with reads of unchanged certificates reused
     from recent views (see :mod:`.recent_reads`)."""
     memo = recent_reads(service)
@@ -143,7 +146,7 @@ def gather(service: Any) -> Estate:
     return Estate(
         now=now,
         certificates=rows,
-        failures=list_failures(service),
+        failures=service.failures(),
         weeks=weekly(rows, now),
         errors=list(inventory.errors),
         reads=reads,
@@ -169,7 +172,7 @@ class CertificateDetail:
         return self.row.entry.current
 
 
-def certificate(service: Any, vault: str, name: str) -> CertificateDetail | None:
+def certificate(service: RenewalService, vault: str, name: str) -> CertificateDetail | None:
     """One certificate's inventory entry, findings, versions and full ledger history; None when the
     vault holds no completed version of it. The entry is built by the inventory's own code, from the
     certificate's ledger history instead of a scan of the whole ledger."""

@@ -13,10 +13,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from renewal.model import CertificateListing, CertificateVersion
 from renewal.ports import CertificateStore
+
+if TYPE_CHECKING:
+    from renewal.service import RenewalService
 
 POLICY_TTL = 300.0
 
@@ -114,7 +117,7 @@ _per_service: weakref.WeakKeyDictionary[Any, RecentReads] = weakref.WeakKeyDicti
 _per_service_lock = threading.Lock()
 
 
-def recent_reads(service: Any) -> RecentReads:
+def recent_reads(service: RenewalService) -> RecentReads:
     """The memo of one RenewalService (one per process in the Functions host)."""
     with _per_service_lock:
         memo = _per_service.get(service)
