@@ -113,7 +113,7 @@ module alerts 'app/alerts.bicep' = {
 // Each certificate vault, in its own resource group (and subscription): Certificates Officer for
 // the app identity on that vault only, and the vault's Event Grid system topic.
 module vaultLocations 'app/vault-location.bicep' = [for (vaultId, i) in certificateVaultIds: {
-  name: 'vault-location-${i}-${uniqueString(vaultId)}'
+  name: 'vault-location-${resourceToken}-${i}'
   scope: resourceGroup(split(vaultId, '/')[2], split(vaultId, '/')[4])
   params: {
     vaultName: split(vaultId, '/')[8]
@@ -121,7 +121,7 @@ module vaultLocations 'app/vault-location.bicep' = [for (vaultId, i) in certific
 }]
 
 module certificateVaults 'app/certificate-vault.bicep' = [for (vaultId, i) in certificateVaultIds: {
-  name: 'certificate-vault-${i}-${uniqueString(vaultId)}'
+  name: 'certificate-vault-${resourceToken}-${i}'
   scope: resourceGroup(split(vaultId, '/')[2], split(vaultId, '/')[4])
   params: {
     vaultName: split(vaultId, '/')[8]
@@ -133,7 +133,7 @@ module certificateVaults 'app/certificate-vault.bicep' = [for (vaultId, i) in ce
 
 // The configuration vault: Secrets User for the app identity on that vault only.
 module configVault 'app/config-vault.bicep' = {
-  name: 'config-vault-${uniqueString(configVaultId)}'
+  name: 'config-vault-${resourceToken}'
   scope: resourceGroup(split(configVaultId, '/')[2], split(configVaultId, '/')[4])
   params: {
     vaultName: split(configVaultId, '/')[8]

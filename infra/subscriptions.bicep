@@ -11,6 +11,10 @@ targetScope = 'subscription'
 @description('Resource ids of the vaults\' system topics (main.bicep output RENEWAL_EVENTGRID_SYSTEM_TOPIC_IDS).')
 param systemTopicIds array
 
+@description('Name of the azd environment: two environments that share a vault keep one subscription each.')
+@minLength(1)
+param environmentName string
+
 @description('Resource id of the function app (main.bicep output RENEWAL_FUNCTION_APP_ID).')
 param functionAppId string
 
@@ -28,10 +32,11 @@ param maxDeliveryAttempts int = 30
 param eventTimeToLiveInMinutes int = 1440
 
 module eventSubscriptions 'app/event-subscription.bicep' = [for (topicId, i) in systemTopicIds: {
-  name: 'event-subscription-${i}-${uniqueString(topicId)}'
+  name: 'event-subscription-${uniqueString(environmentName, topicId)}'
   scope: resourceGroup(split(topicId, '/')[2], split(topicId, '/')[4])
   params: {
     systemTopicName: split(topicId, '/')[8]
+    subscriptionName: take('certificate-renewal-${environmentName}', 64)
     functionAppId: functionAppId
     deadLetterStorageAccountId: deadLetterStorageAccountId
     maxDeliveryAttempts: maxDeliveryAttempts

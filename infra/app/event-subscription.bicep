@@ -7,6 +7,10 @@
 @description('Name of the vault\'s system topic (in this resource group).')
 param systemTopicName string
 
+@description('Name of the event subscription; it carries the azd environment, so environments sharing a vault do not overwrite each other.')
+@maxLength(64)
+param subscriptionName string
+
 param functionAppId string
 param deadLetterStorageAccountId string
 param maxDeliveryAttempts int = 30
@@ -23,7 +27,7 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {
 
 resource certificateEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = {
   parent: systemTopic
-  name: 'certificate-renewal'
+  name: subscriptionName
   properties: {
     destination: {
       endpointType: 'AzureFunction'

@@ -67,6 +67,7 @@ $params = [ordered]@{
     contentVersion = '1.0.0.0'
     parameters     = [ordered]@{
         systemTopicIds             = @{ value = $topics }
+        environmentName            = @{ value = $(if ($env:AZURE_ENV_NAME) { $env:AZURE_ENV_NAME } else { 'default' }) }
         functionAppId              = @{ value = $env:RENEWAL_FUNCTION_APP_ID }
         deadLetterStorageAccountId = @{ value = $env:RENEWAL_DEADLETTER_STORAGE_ID }
     }

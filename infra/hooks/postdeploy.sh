@@ -88,6 +88,7 @@ cat >"$params" <<JSON
   "contentVersion": "1.0.0.0",
   "parameters": {
     "systemTopicIds": { "value": $topics },
+    "environmentName": { "value": "${AZURE_ENV_NAME:-default}" },
     "functionAppId": { "value": "$RENEWAL_FUNCTION_APP_ID" },
     "deadLetterStorageAccountId": { "value": "$RENEWAL_DEADLETTER_STORAGE_ID" }
   }

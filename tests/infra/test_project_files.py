@@ -213,6 +213,7 @@ def test_postdeploy_hook_deploys_the_subscriptions_template(tmp_path):
     assert "deployment sub create" in log and "subscriptions.bicep" in log
     values = {k: v["value"] for k, v in json.loads(params.read_text())["parameters"].items()}
     assert values["systemTopicIds"] == json.loads(TOPICS)
+    assert values["environmentName"] == "test"  # subscriptions of two environments sharing a vault stay apart
     assert values["functionAppId"].endswith("/sites/func-x")
 
 
@@ -258,3 +259,20 @@ def test_deploy_doc_names_the_event_grid_rights_and_the_real_retry_schedule():
 def test_a_cli_problem_stops_the_hook_instead_of_skipping_the_subscriptions(tmp_path, fake):
     code, log, params = _run_hook(tmp_path, "postprovision.sh", topics=TOPICS, function_exists=False, **fake)
     assert code != 0 and "deployment" not in log and not params.exists()
+
+
+def test_names_in_shared_vault_resource_groups_carry_the_environment():
+    templates = t.load_templates()
+    main = templates[t.MAIN]
+    for prefix in ("vault-location-", "certificate-vault-", "config-vault-"):
+        assert re.search(rf"name: '{prefix}\$\{{resourceToken\}}", main), prefix
+    assert "take('certificate-renewal-${environmentName}', 64)" in templates[t.SUBSCRIPTIONS]
+    assert "name: subscriptionName" in templates["app/event-subscription.bicep"]
+    assert "uniqueString(environmentName, topicId)" in templates[t.SUBSCRIPTIONS]
+
+
+def test_the_deploy_doc_says_what_azd_down_leaves_behind():
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    section = doc.split("## Taking it down", 1)[1]
+    for remains in ("system topic", "event subscription", "role assignment", "certificate-renewal-<environment>"):
+        assert remains in section, remains
