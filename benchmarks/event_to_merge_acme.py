@@ -48,26 +48,29 @@ def ec_csr(host: str) -> bytes:
     return csr.public_bytes(Encoding.DER)
 
 
-def near_expiry_event(vault: str, name: str, version: str, index: int):
-    import azure.functions as func
+def near_expiry_event(vault_url: str, vault: str, name: str, version: str, index: int):
+    """The event as the worker hands it to the function (devtools.host decodes it with azure.functions)."""
+    from devtools.host import event_grid_event
 
-    return func.EventGridEvent(
-        id=f"bench-event-{index}",
-        topic=f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
-        f"Microsoft.KeyVault/vaults/{vault}",
-        subject=name,
-        event_type="Microsoft.KeyVault.CertificateNearExpiry",
-        event_time=dt.datetime.now(dt.UTC),
-        data={
-            "Id": f"https://{vault}.vault.azure.net/certificates/{name}/{version}",
-            "VaultName": vault,
-            "ObjectType": "Certificate",
-            "ObjectName": name,
-            "Version": version,
-            "NBF": 1,
-            "EXP": 2,
-        },
-        data_version="1",
+    return event_grid_event(
+        {
+            "id": f"bench-event-{index}",
+            "topic": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
+            f"Microsoft.KeyVault/vaults/{vault}",
+            "subject": name,
+            "eventType": "Microsoft.KeyVault.CertificateNearExpiry",
+            "eventTime": dt.datetime.now(dt.UTC).isoformat(),
+            "data": {
+                "Id": f"{vault_url.rstrip('/')}/certificates/{name}/{version}",
+                "VaultName": vault,
+                "ObjectType": "Certificate",
+                "ObjectName": name,
+                "Version": version,
+                "NBF": 1,
+                "EXP": 2,
+            },
+            "dataVersion": "1",
+        }
     )
 
 
@@ -113,7 +116,9 @@ def main() -> int:
 
         def renew_by_event(index: int, name: str) -> float:
             watch = Stopwatch()
-            function_app.on_certificate_event(near_expiry_event(vault, name, versions[name], index))
+            function_app.on_certificate_event(
+                near_expiry_event(kv.vault_urls[vault], vault, name, versions[name], index)
+            )
             stats = pump.run_until_idle(timeout=120, wait_for_delayed=True)
             elapsed = watch.elapsed
             if stats.processed != 1 or stats.failed:

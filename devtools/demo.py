@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from devtools.host import timer_request
 from renewal.model import AttemptState
 
 DAY = 86_400
@@ -254,10 +255,9 @@ def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
             console.print(f"  delivered to on_certificate_event: {line}")
 
         console.rule("2. The nightly sweep (timer) finds what events missed")
-        from azure.functions.timer import TimerRequest
 
         report = service.sweep(dry_run=True, collect_all=True)
-        function_app.nightly_sweep(TimerRequest(past_due=False))
+        function_app.nightly_sweep(timer_request())
         for entry in report.due:
             console.print(f"  due: {entry.vault}/{entry.name}: {entry.decision.reason}")
 

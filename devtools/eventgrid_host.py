@@ -12,15 +12,12 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from devtools.host import event_grid_event
+
 
 def to_function_event(event: dict[str, Any]) -> Any:
-    """What the Python worker hands the function for one delivered event: the host passes each array
-    element as JSON, and ``azure.functions``' own Event Grid converter decodes it (a ``CloudEvent`` when
-    it has ``specversion``, else an ``EventGridEvent``)."""
-    from azure.functions.eventgrid import EventGridEventInConverter
-    from azure.functions.meta import Datum
-
-    return EventGridEventInConverter.decode(Datum(json.dumps(event), "json"), trigger_metadata={})
+    """What the Python worker hands the function for one delivered event (see devtools.host)."""
+    return event_grid_event(event)
 
 
 @contextmanager

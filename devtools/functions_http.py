@@ -24,6 +24,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
 
+from devtools.host import http_request
+
 log = logging.getLogger("devtools.functions_http")
 PREFIX = "/api/"
 
@@ -111,11 +113,11 @@ class FunctionsHttpServer:
             given = params.get("code") or handler.headers.get("x-functions-key") or ""
             if not hmac.compare_digest(given.encode(), self.key.encode()):
                 return self._send(handler, 401, b"", {})
-        request = func.HttpRequest(
-            method=handler.command,
-            url=f"{self.base_url}{handler.path}",
+        request = http_request(
+            handler.command,
+            f"{self.base_url}{handler.path}",
             headers=dict(handler.headers.items()),
-            params=params,
+            query=params,
             route_params={k: unquote(v) for k, v in match.groupdict().items()},
             body=body,
         )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import math
 import threading
@@ -167,27 +166,21 @@ class QueuePump:
     def _to_function_message(self, raw: Any) -> Any:
         """What the worker hands the function: the base64-decoded body and the host's trigger metadata
         (each a JSON ``Datum``), decoded by ``azure.functions``' own queue converter."""
-        from azure.functions.meta import Datum
-        from azure.functions.queue import QueueMessageInConverter
+        from devtools.host import queue_message
 
         try:
             body = base64.b64decode((raw.content or "").encode("ascii"), validate=True)
         except (binascii.Error, UnicodeError, ValueError) as exc:
             raise UndecodableMessageError(f"message {raw.id} is not base64") from exc
-
-        def when(value: Any) -> str | None:
-            return value.isoformat() if value is not None else None
-
-        metadata = {
-            "Id": raw.id,
-            "DequeueCount": raw.dequeue_count,
-            "ExpirationTime": when(raw.expires_on),
-            "InsertionTime": when(raw.inserted_on),
-            "NextVisibleTime": when(raw.next_visible_on),
-            "PopReceipt": raw.pop_receipt,
-        }
-        trigger_metadata = {k: Datum(json.dumps(v), "json") for k, v in metadata.items() if v is not None}
-        return QueueMessageInConverter.decode(Datum(body, "bytes"), trigger_metadata=trigger_metadata)
+        return queue_message(
+            body,
+            message_id=raw.id,
+            dequeue_count=raw.dequeue_count,
+            inserted_on=raw.inserted_on,
+            expires_on=raw.expires_on,
+            next_visible_on=raw.next_visible_on,
+            pop_receipt=raw.pop_receipt,
+        )
 
     def _to_poison(self, raw: Any) -> None:
         # Copy first, delete second: a crash in between duplicates rather than loses.

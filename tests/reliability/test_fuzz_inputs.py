@@ -12,11 +12,11 @@ from typing import Any
 
 import azure.functions as func
 import pytest
-from azure.functions.queue import QueueMessage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import function_app
+from devtools import host
 from renewal.config import parse_config
 from renewal.errors import ConfigError, EventRejected, JobRejected, RenewalFailed
 from renewal.flow.events import CertificateEvent, EventIgnored, parse_event
@@ -171,7 +171,7 @@ def test_queue_bindings_take_any_body(quiet_service):
     @given(body=job_bodies, notice=st.booleans())
     def prop(body, notice):
         CASES["renewal_worker+deploy_notifier"] += 1
-        msg = QueueMessage(id="m", body=body, dequeue_count=1)
+        msg = host.queue_message(body, message_id="m", dequeue_count=1)
         try:
             (function_app.deploy_notifier if notice else function_app.renewal_worker)(msg)
         except JobRejected as exc:
@@ -184,8 +184,8 @@ def test_queue_bindings_take_any_body(quiet_service):
 
 
 def http_request(method: str, route: str, body: bytes, params: dict, route_params: dict) -> func.HttpRequest:
-    return func.HttpRequest(
-        method=method, url=f"http://localhost/api/{route}", body=body, params=params, route_params=route_params
+    return host.http_request(
+        method, f"http://localhost/api/{route}", body=body, query=params, route_params=route_params
     )
 
 

@@ -182,3 +182,39 @@ def test_the_service_parameter_check_sees_one(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("from typing import Any\ndef list_failures(service: Any) -> None: ...\n")
     assert _untyped_service_parameters(probe) == ["list_failures(service: Any)"]
+
+
+# -- promise 8: what reaches a function is what azure.functions' converters make ------------------------
+TRIGGER_TYPES = ("HttpRequest", "QueueMessage", "EventGridEvent", "CloudEvent", "TimerRequest")
+HOST = ROOT / "devtools" / "host.py"
+
+
+def _hand_built_trigger_arguments(path: Path) -> list[str]:
+    """Calls that construct an azure.functions trigger type directly (func.HttpRequest(...), QueueMessage(...))."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in TRIGGER_TYPES:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node.func)}(...)")
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for folder in ("tests", "devtools", "benchmarks") for p in (ROOT / folder).rglob("*.py") if p != HOST),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_only_the_local_host_builds_trigger_arguments(path):
+    """Functions get their arguments from devtools/host.py, which decodes the host's payloads with
+    azure.functions' own converters; a hand-built func.* object could pass where the worker's would not."""
+    assert _hand_built_trigger_arguments(path) == []
+
+
+def test_the_trigger_argument_check_sees_a_hand_built_one(tmp_path):
+    probe = ROOT / "tests" / "unit" / "_probe_hand_built.py"
+    try:
+        probe.write_text("import azure.functions as func\nfunc.HttpRequest(method='GET', url='/', body=b'')\n")
+        assert _hand_built_trigger_arguments(probe) == [f"{probe.relative_to(ROOT)}:2 func.HttpRequest(...)"]
+    finally:
+        probe.unlink()
