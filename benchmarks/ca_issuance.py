@@ -19,7 +19,7 @@ checked against its CSR after it stops. A client whose server binary is missing 
 Target: every measured median under 1 s. Last line:
 ``ca_issuance: slowest median <X> ms (<client>) (target 1000) PASS|FAIL``.
 
-Usage: ``python benchmarks/ca_issuance.py [--samples 15] [--clients local,acme,vault,cfssl,est,adcs]``.
+Usage: ``python benchmarks/ca_issuance.py [--samples 15] [--clients local,acme,vault,cfssl,est,adcs,stepca]``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ NAME = "ca_issuance"
 TARGET_MS = 1000.0
 HOST = "app.example.test"
 KEYS = ("EC-P256", "RSA-2048")
-CLIENTS = ("local", "acme", "vault", "cfssl", "est", "adcs")
+CLIENTS = ("local", "acme", "vault", "cfssl", "est", "adcs", "stepca")
 
 
 class NotInstalled(Exception):
@@ -150,6 +150,20 @@ def adcs_section(workdir: Path) -> Iterator[dict[str, Any]]:
         server.close()
 
 
+@contextlib.contextmanager
+def stepca_section(workdir: Path) -> Iterator[dict[str, Any]]:
+    from devtools.pebble import PebbleNotInstalledError, running_challtestsrv
+    from devtools.stepca import StepCANotBuiltError, running_stepca
+
+    with contextlib.ExitStack() as stack:
+        try:
+            dns = stack.enter_context(running_challtestsrv(workdir / "stepca-dns"))
+            server = stack.enter_context(running_stepca(workdir / "stepca", dns))
+        except (PebbleNotInstalledError, StepCANotBuiltError) as exc:
+            raise NotInstalled(str(exc)) from exc
+        yield server.jwk_section("bench-stepca")
+
+
 SECTIONS: dict[str, Callable[[Path], contextlib.AbstractContextManager[dict[str, Any]]]] = {
     "local": local_section,
     "acme": acme_section,
@@ -157,6 +171,7 @@ SECTIONS: dict[str, Callable[[Path], contextlib.AbstractContextManager[dict[str,
     "cfssl": cfssl_section,
     "est": est_section,
     "adcs": adcs_section,
+    "stepca": stepca_section,
 }
 
 

@@ -29,6 +29,7 @@ CLIENT_MODULES: dict[str, str] = {
     "cfssl": "ca_clients.cfssl",
     "est": "ca_clients.est",
     "adcs": "ca_clients.adcs",
+    "stepca": "ca_clients.stepca",
 }
 
 COMMON_KEYS = {
@@ -43,7 +44,13 @@ COMMON_KEYS = {
 
 # type -> the URL field whose requests carry a credential (a token, a password, HTTP Basic/NTLM, signed
 # ACME requests whose answers decide what is merged): never over plain HTTP unless a section opts out.
-CREDENTIAL_URLS: dict[str, str] = {"vault": "url", "acme": "directory_url", "adcs": "url", "est": "url"}
+CREDENTIAL_URLS: dict[str, str] = {
+    "vault": "url",
+    "acme": "directory_url",
+    "adcs": "url",
+    "est": "url",
+    "stepca": "url",
+}
 INSECURE_HTTP_OPT_OUT = "allow_insecure_http"
 
 

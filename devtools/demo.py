@@ -147,7 +147,7 @@ def _merged_panel(client: Any, service: Any, hook: _HookReceiver, name: str) -> 
     return Panel.fit("\n".join(lines), title=f"{name}: the new version")
 
 
-def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
+def run(console: Console, *, acme: bool = False, stepca: bool = False, keep: bool = False) -> int:
     import function_app
     from ca_clients.local import create_ca_files
     from devtools.azurite import running_azurite
@@ -186,6 +186,7 @@ def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
                 "type": "local",
                 "ca_certificate": str(ca["ca_certificate"]),
                 "ca_key": {"setting": "PARTNER_CA_KEY"},
+                "trust_anchors": [str(ca["root"])],
             },
         ]
         default_issuer = "corp-local"
@@ -196,6 +197,15 @@ def run(console: Console, *, acme: bool = False, keep: bool = False) -> int:
             issuers.append(pebble.issuer_section("pebble-acme"))
             default_issuer = "pebble-acme"
             console.print(f"pebble ACME directory: {pebble.directory_url} (validation via dns-01)")
+        if stepca:
+            from devtools.pebble import running_challtestsrv
+            from devtools.stepca import running_stepca
+
+            dns = stack.enter_context(running_challtestsrv(workdir / "stepca-dns"))
+            step = stack.enter_context(running_stepca(workdir / "stepca", dns))
+            issuers.append(step.jwk_section("stepca-jwk"))
+            default_issuer = "stepca-jwk"
+            console.print(f"step-ca: {step.url} (JWK provisioner, one-time tokens on /1.0/sign)")
         config = parse_config(
             {
                 "vaults": [{"name": n, "url": u} for n, u in kv.vault_urls.items()],

@@ -40,6 +40,7 @@ SAN_KINDS_BY_TYPE: dict[str, frozenset[str]] = {
     "cfssl": ALL_SAN_KINDS,
     "est": ALL_SAN_KINDS,
     "adcs": ALL_SAN_KINDS,
+    "stepca": frozenset({"dns", "ip", "email", "uri"}),
 }
 
 

@@ -336,6 +336,9 @@ def import_certificate(
 @app.command()
 def demo(
     acme: Annotated[bool, typer.Option("--acme", help="Renew through ACME against a local pebble.")] = False,
+    stepca: Annotated[
+        bool, typer.Option("--stepca", help="Renew through a local step-ca (JWK provisioner; make test builds it).")
+    ] = False,
     keep: Annotated[bool, typer.Option("--keep", help="Leave the emulator and Azurite running at the end.")] = False,
 ) -> None:
     """Run the whole flow locally: emulator, Azurite, local CA, a real event, the queues, a web hook."""
@@ -346,7 +349,7 @@ def demo(
     except ModuleNotFoundError:
         err.print("[red]the demo needs the dev tools (run it from a source checkout: make demo)[/red]")
         raise typer.Exit(EXIT_CONFIG) from None
-    raise typer.Exit(demo_module.run(console, acme=acme, keep=keep))
+    raise typer.Exit(demo_module.run(console, acme=acme, stepca=stepca, keep=keep))
 
 
 def main() -> None:

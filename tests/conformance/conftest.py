@@ -32,6 +32,8 @@ class TargetSpec:
     wrong_key_responder: bool = True  # faults.FaultServer speaks this protocol's success answer
     known_gaps: tuple[tuple[str, str], ...] = ()
     """(case id, reason): cases this client is known to fail; run as strict xfail so a fix is noticed."""
+    section_factory: str = "issuer_section"
+    """The server fixture's method that makes an issuer section."""
 
 
 TARGETS: dict[str, TargetSpec] = {
@@ -50,6 +52,17 @@ TARGETS: dict[str, TargetSpec] = {
         "ca_clients.cfssl",
         frozenset({"dns", "ip", "email"}),
         "url",
+    ),
+    # smallstep step-ca, natively (JWK provisioner) and through its ACME provisioner.
+    "stepca": TargetSpec("stepca", "ca_clients.stepca", ALL_SAN_KINDS, "url", wrong_key_responder=False),
+    "stepca-acme": TargetSpec(
+        "stepca",
+        "ca_clients.acme",
+        frozenset({"dns"}),
+        "directory_url",
+        "/dir",
+        False,
+        section_factory="acme_section",
     ),
 }
 
@@ -102,7 +115,7 @@ def target(request: pytest.FixtureRequest) -> Target:
             server = request.getfixturevalue(spec.fixture)
         except pytest.FixtureLookupError:
             pytest.skip(f"{name}: fixture {spec.fixture!r} is not in the plugin set")
-        make = server.issuer_section
+        make = getattr(server, spec.section_factory)
     # A server fixture may declare what it issues; otherwise the protocol's default applies.
     kinds = frozenset(getattr(server, "san_kinds", spec.san_kinds))
     return Target(name, spec, make, getattr(server, "trust_anchor_pem", None), kinds)
