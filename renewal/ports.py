@@ -21,7 +21,12 @@ from renewal.model import (
 
 
 class CertificateStore(Protocol):
-    """One Key Vault's certificates. Never touches the secrets API."""
+    """One Key Vault's certificates. Never touches the secrets API.
+
+    Every method may raise KeyVaultThrottled (429 after the store's own backoff) and StoreUnavailable (5xx,
+    connection failures); begin_pending raises PendingOperationExists (409) and CertificateGone; merge raises
+    MergeRejected (Key Vault refused the chain) and CertificateGone (no pending operation); get_policy raises
+    CertificateGone. Absence is None from get_current and get_pending, not an error."""
 
     vault: str
 
@@ -46,6 +51,9 @@ class NoticeQueue(Protocol):
 
 
 class Ledger(Protocol):
+    """Renewal attempts, one row per pending request (the ``renewals`` table). Raises StoreError subclasses
+    only for storage failures; a missing row is None."""
+
     def get(self, vault: str, name: str, request_id: str) -> LedgerRow | None: ...
     def upsert(self, row: LedgerRow) -> None: ...
     def history(self, vault: str, name: str) -> list[LedgerRow]: ...

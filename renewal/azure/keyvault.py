@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from renewal.errors import CertificateGone, KeyVaultThrottled, MergeRejected, PendingOperationExists
+from renewal.errors import CertificateGone, KeyVaultThrottled, MergeRejected, PendingOperationExists, StoreUnavailable
 from renewal.model import (
     CertificateListing,
     CertificateVersion,
@@ -190,7 +190,10 @@ class KeyVaultCertificateStore:
 
     # -- error mapping and 429 backoff -------------------------------------------------------------
     def _call(self, operation: str, fn: Callable[[], T]) -> T:
-        from azure.core.exceptions import HttpResponseError
+        """Run one Key Vault call: 429 is backed off here (KeyVaultThrottled once it outlives the retries),
+        5xx and connection failures become StoreUnavailable; other answers (404, 409, 400) go to the caller,
+        which maps them to the port's errors."""
+        from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
         for attempt in range(self._throttle_retries + 1):
             if operation == "create" and self._create_pacer is not None:
@@ -199,7 +202,13 @@ class KeyVaultCertificateStore:
                     self._sleep(wait)
             try:
                 return fn()
+            except (ServiceRequestError, ServiceResponseError) as exc:
+                raise StoreUnavailable(
+                    f"{operation}: Key Vault {self.vault} unreachable ({type(exc).__name__})"
+                ) from exc
             except HttpResponseError as exc:
+                if exc.status_code is not None and exc.status_code >= 500:
+                    raise StoreUnavailable(f"{operation}: Key Vault {self.vault} answered {exc.status_code}") from exc
                 if exc.status_code != 429:
                     raise
                 if attempt >= self._throttle_retries:
