@@ -7,6 +7,7 @@ certificate's current one, merged by the attempt the claim names."""
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import hashlib
 import logging
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from cryptography import x509
 
 from renewal.errors import DeliveryFailed, JobRejected
-from renewal.model import AttemptState, DeploymentNotice
+from renewal.model import AttemptState, CertificateVersion, DeploymentNotice, LedgerRow
 from renewal.observability import log_event
 from renewal.ports import CertificateStore, Deployer, Ledger
 
@@ -80,17 +81,23 @@ def confirmed_notice(claim: DeploymentNotice, ledger: Ledger, store: Certificate
             current=current.version if current else None,
         )
         return None
-    leaf = x509.load_der_x509_certificate(current.cer)
+    return notice_of(row, current, occurred_at=row.updated_at or claim.occurred_at)
+
+
+def notice_of(row: LedgerRow, version: CertificateVersion, *, occurred_at: dt.datetime) -> DeploymentNotice:
+    """The notice of a merged version: what Key Vault holds (id, thumbprint, validity) and what the
+    attempt's ledger row recorded (old version, issuer, request)."""
+    leaf = x509.load_der_x509_certificate(version.cer)
     return DeploymentNotice(
-        vault=claim.vault,
-        name=claim.name,
-        new_version=current.version,
+        vault=row.vault,
+        name=row.name,
+        new_version=version.version,
         old_version=row.old_version,
-        certificate_id=current.id,
-        thumbprint_sha1=hashlib.sha1(current.cer).hexdigest(),  # noqa: S324 - x5t is SHA-1 by definition
+        certificate_id=version.id,
+        thumbprint_sha1=hashlib.sha1(version.cer).hexdigest(),  # noqa: S324 - x5t is SHA-1 by definition
         not_before=leaf.not_valid_before_utc,
         not_after=leaf.not_valid_after_utc,
         issuer=row.issuer,
         request_id=row.request_id,
-        occurred_at=row.updated_at or claim.occurred_at,
+        occurred_at=occurred_at,
     )

@@ -18,7 +18,6 @@ from the configuration, the ledger and Key Vault (promise 7).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -48,6 +47,7 @@ from renewal.errors import (
     StoreUnavailable,
 )
 from renewal.flow.attempt import Attempt, RenewalOutcome, Snapshot, csr_names, policy_names, validity_of
+from renewal.flow.deploy import notice_of
 from renewal.flow.due import MIRRORED_TRIGGER_TAG, format_trigger, is_due
 from renewal.flow.journal import RenewalJournal
 from renewal.flow.routing import route_issuer
@@ -57,7 +57,6 @@ from renewal.model import (
     SETTLED_STATES,
     AttemptState,
     CertificateVersion,
-    DeploymentNotice,
     LedgerRow,
     PendingOperation,
     PolicySpec,
@@ -127,7 +126,7 @@ class RenewalOrchestrator:
             return issued
         verified = self._verify(attempt, issued)
         merged = self._merge(attempt, verified)
-        self._notify(job, attempt.row, merged, verified.leaf)
+        self._notify(job, attempt.row, merged)
         return RenewalOutcome("renewed", new_version=merged.version, request_id=attempt.request_id)
 
     # -- step 1 ------------------------------------------------------------------------------------------
@@ -183,7 +182,7 @@ class RenewalOrchestrator:
         if (row.new_version or current.version) != current.version or current.version == row.old_version:
             return None
         row.merged(current.version)
-        self._notify(job, row, current, x509.load_der_x509_certificate(current.cer), detail="resumed")
+        self._notify(job, row, current, detail="resumed")
         return RenewalOutcome("renewed", "bookkeeping finished", new_version=current.version, request_id=row.request_id)
 
     # -- step 3 ------------------------------------------------------------------------------------------
@@ -325,23 +324,8 @@ class RenewalOrchestrator:
         return merged
 
     # -- step 7 ------------------------------------------------------------------------------------------
-    def _notify(
-        self, job: RenewalJob, row: LedgerRow, version: CertificateVersion, leaf: x509.Certificate, detail: str = ""
-    ) -> None:
-        notice = DeploymentNotice(
-            vault=job.vault,
-            name=job.name,
-            new_version=version.version,
-            old_version=row.old_version,
-            certificate_id=version.id,
-            thumbprint_sha1=hashlib.sha1(version.cer).hexdigest(),  # noqa: S324 - x5t is SHA-1 by definition
-            not_before=leaf.not_valid_before_utc,
-            not_after=leaf.not_valid_after_utc,
-            issuer=row.issuer,
-            request_id=row.request_id,
-            occurred_at=self.clock(),
-        )
-        self.notices.enqueue(notice)
+    def _notify(self, job: RenewalJob, row: LedgerRow, version: CertificateVersion, detail: str = "") -> None:
+        self.notices.enqueue(notice_of(row, version, occurred_at=self.clock()))
         row.notified(self.clock())
         self.ledger.upsert(row)
         self.journal.notified(job, row, version.version, detail)
