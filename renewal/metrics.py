@@ -221,12 +221,6 @@ def ca_request(issuer: str) -> Iterator[None]:
         _registry.get(CA_DURATION).record(duration, {"issuer": issuer, "outcome": outcome})
 
 
-def timed_sign(client: Any, request: Any, issuer: str) -> Any:
-    """``client.sign(request)``, recording its duration by issuer and outcome."""
-    with ca_request(issuer):
-        return client.sign(request)
-
-
 # -- wiring ---------------------------------------------------------------------------------------------------
 def use_meter_provider(provider: Any) -> None:
     """Tests and embedders: build the instruments on this provider (e.g. one with an InMemoryMetricReader)."""

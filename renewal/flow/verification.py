@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
@@ -155,8 +155,11 @@ def _check_usages(leaf: x509.Certificate, policy: PolicySpec) -> None:
                 "key-usage", f"the leaf may sign certificates or CRLs ({sorted(present & _CA_ONLY_USAGES)})"
             )
         allowed = set(policy.key_usage)
-        if "keyEncipherment" in allowed and isinstance(leaf.public_key(), ec.EllipticCurvePublicKey):
+        key = leaf.public_key()
+        if "keyEncipherment" in allowed and isinstance(key, ec.EllipticCurvePublicKey):
             allowed.add("keyAgreement")  # what keyEncipherment is for an EC key (RFC 5480 §3)
+        if isinstance(key, rsa.RSAPublicKey):
+            present -= {"keyAgreement", "encipherOnly", "decipherOnly"}  # an RSA key can do none of them
         if allowed and not present <= allowed:
             raise ChainRejected(
                 "key-usage",

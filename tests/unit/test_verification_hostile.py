@@ -77,3 +77,30 @@ def test_a_server_only_leaf_passes_under_the_default_server_and_client_policy(pk
     csr_der, csr = request_
     policy = PolicySpec(subject=POLICY.subject, sans=POLICY.sans)
     verify_chain(pki.honest(csr), csr_der=csr_der, policy=policy, now=NOW, trust_anchors=[pki.root.cert])
+
+
+def test_usages_a_key_type_cannot_exercise_are_not_held_against_it(pki):
+    """Vault/OpenBao roles put keyAgreement in every leaf by default; an RSA key cannot agree keys."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    csr_der, _ = make_csr("app.example.test", key=rsa.generate_private_key(65537, 2048), dns=["app.example.test"])
+    csr = x509.load_der_x509_csr(csr_der)
+    policy = PolicySpec(
+        subject="CN=app.example.test",
+        sans=SubjectAlternativeNames(dns_names=("app.example.test",)),
+        key_usage=("digitalSignature", "keyEncipherment"),
+        validity_months=12,
+    )
+    agreeing = x509.KeyUsage(True, False, True, False, True, False, False, False, False)
+    chain = [leaf(csr, pki.issuing, usage=agreeing), pki.issuing.cert]
+    verify_chain(chain, csr_der=csr_der, policy=policy, now=NOW, trust_anchors=[pki.root.cert])
+    signing_data = x509.KeyUsage(True, False, True, True, False, False, False, False, False)  # dataEncipherment
+    with pytest.raises(ChainRejected) as refused:
+        verify_chain(
+            [leaf(csr, pki.issuing, usage=signing_data), pki.issuing.cert],
+            csr_der=csr_der,
+            policy=policy,
+            now=NOW,
+            trust_anchors=[pki.root.cert],
+        )
+    assert refused.value.check == "key-usage"
