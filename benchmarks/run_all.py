@@ -20,6 +20,7 @@ ORDER = [
     "sweep_requests_10k",
     "sweep_scale",
     "renewal_throughput",
+    "scale_out",
     "event_to_merge_acme",
     "ca_issuance",
     "report_time",

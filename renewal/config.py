@@ -103,6 +103,11 @@ class Defaults(_Strict):
     stale_pending_after_hours: float = Field(default=24, gt=0)
     pending_retry_seconds: int = Field(default=60, ge=1, le=86_400)
     max_pending_polls: int = Field(default=1_000, ge=1)
+    max_requeues: int = Field(default=60, ge=0, le=10_000)
+    """Times a job goes back to the queue without spending its dequeue count (Key Vault throttled it, or
+    another worker held the certificate) before it takes the normal retry path."""
+    requeue_delay_seconds: float = Field(default=10.0, gt=0, le=600)
+    """Delay of such a return to the queue (plus up to as much again of jitter)."""
     claim_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
     keyvault_throttle_retries: int = Field(default=5, ge=0, le=10)
 

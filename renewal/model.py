@@ -44,6 +44,9 @@ class RenewalJob:
     version: str = ""
     """The current version the trigger saw; if another version is current by the time the job runs,
     the certificate was renewed meanwhile and the job does nothing (keeps promise 1 for forced jobs)."""
+    requeues: int = 0
+    """How often this job went back to the queue without failing (Key Vault throttled it, or another worker
+    held the certificate); bounded by the configuration."""
     enqueued_at: dt.datetime | None = None
 
     def to_json(self) -> str:
@@ -156,6 +159,9 @@ def parse_job(body: str | bytes, *, configured_vaults: Collection[str] | None = 
     force = data.get("force", False)
     if not isinstance(force, bool):
         raise JobRejected("force", f"must be true or false, not {type(force).__name__}")
+    waits = data.get("requeues", 0)
+    if isinstance(waits, bool) or not isinstance(waits, int) or not 0 <= waits <= 10_000:
+        raise JobRejected("requeues", "must be a whole number from 0 to 10000")
     return RenewalJob(
         vault=vault,
         name=name,
@@ -163,6 +169,7 @@ def parse_job(body: str | bytes, *, configured_vaults: Collection[str] | None = 
         force=force,
         trigger_id=_matching(data, "trigger_id", _TRIGGER_ID, required=False),
         version=_matching(data, "version", OBJECT_ID, required=False),
+        requeues=waits,
         enqueued_at=_moment(data, "enqueued_at"),
     )
 
@@ -302,6 +309,8 @@ class AttemptState(StrEnum):
     """The CA accepted the request and answers later; a delayed follow-up job polls it."""
     RETRYING = "retrying"
     """A transient failure (CA or Key Vault unavailable); the queue retries the job."""
+    WAITING_FOR_CAPACITY = "waiting-for-capacity"
+    """Key Vault throttled the attempt; the job waits in the queue for the vault's create budget."""
     NOTIFIED = "notified"
     """Merged, and the deployment notice is queued: the attempt succeeded."""
     FAILED = "failed"
@@ -325,7 +334,13 @@ class AttemptState(StrEnum):
 
 
 IN_FLIGHT_STATES = frozenset(
-    {AttemptState.STARTED, AttemptState.SUBMITTED, AttemptState.PENDING_AT_CA, AttemptState.RETRYING}
+    {
+        AttemptState.STARTED,
+        AttemptState.SUBMITTED,
+        AttemptState.PENDING_AT_CA,
+        AttemptState.RETRYING,
+        AttemptState.WAITING_FOR_CAPACITY,
+    }
 )
 """Work that should still finish; the sweep re-drives rows left here too long."""
 FAILING_STATES = frozenset({AttemptState.FAILED, AttemptState.REJECTED, AttemptState.RETRYING})
@@ -390,6 +405,9 @@ class LedgerRow:
 
     def notified(self, now: dt.datetime) -> None:
         self.state, self.updated_at = AttemptState.NOTIFIED, now
+
+    def wait_for_capacity(self, note: str, now: dt.datetime) -> None:
+        self.state, self.error, self.updated_at = AttemptState.WAITING_FOR_CAPACITY, note, now
 
     def abandon(self, note: str, now: dt.datetime) -> None:
         self.state, self.updated_at = AttemptState.ABANDONED, now

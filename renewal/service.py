@@ -105,11 +105,25 @@ class RenewalService:
             verify = self._setting(settings.KEYVAULT_CA_BUNDLE) or None
             options = dict(self._keyvault_options)
             options.setdefault("throttle_retries", self.config.defaults.keyvault_throttle_retries)
+            pacer = options.pop("create_pacer", None)
             self._stores = {
-                v.name: open_store(v.name, v.url, self.keyvault_credential, connection_verify=verify, **options)
+                v.name: open_store(
+                    v.name,
+                    v.url,
+                    self.keyvault_credential,
+                    connection_verify=verify,
+                    create_pacer=pacer or self._create_budget(v.name),
+                    **options,
+                )
                 for v in self.config.vaults
             }
         return self._stores
+
+    def _create_budget(self, vault: str) -> Any:
+        """The vault's create budget, shared by every instance through the storage account."""
+        from renewal.azure.create_budget import TableCreatePacer
+
+        return TableCreatePacer(self.storage, vault)
 
     @cached_property
     def storage(self) -> Any:

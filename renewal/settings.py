@@ -114,9 +114,13 @@ AZURE_ONLY: frozenset[str] = frozenset(
 JOBS_QUEUE = "renewal-jobs"
 DEPLOYMENTS_QUEUE = "deployments"
 LEDGER_TABLE = "renewals"
+CREATE_BUDGET_TABLE = "createbudget"
 CLAIMS_CONTAINER = "renewal-claims"
 DEADLETTER_CONTAINER = "eventgrid-deadletter"
 MAX_DEQUEUE_COUNT = 5
+# Key Vault's service limit on certificate creates (software keys; HSM vaults allow 10).
+KEYVAULT_CREATE_LIMIT = 20
+KEYVAULT_CREATE_WINDOW_SECONDS = 10.0
 
 
 def poison_queue(queue: str) -> str:

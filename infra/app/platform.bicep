@@ -127,6 +127,12 @@ resource ledgerTable 'Microsoft.Storage/storageAccounts/tableServices/tables@202
   name: ledgerTableName
 }
 
+// Each vault's certificate-create budget, shared by every instance (renewal/azure/create_budget.py).
+resource createBudgetTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2024-01-01' = {
+  parent: tableService
+  name: 'createbudget'
+}
+
 resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: 'log-renewal-${resourceToken}'
   location: location

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from renewal import settings
 from renewal.errors import CertificateGone, KeyVaultThrottled, MergeRejected, PendingOperationExists, StoreUnavailable
 from renewal.model import (
     CertificateListing,
@@ -32,9 +33,9 @@ T = TypeVar("T")
 log = logging.getLogger("renewal.keyvault")
 PAGE_SIZE = 25
 BACKOFF_SECONDS = (1, 2, 4, 8, 16, 16, 16, 16, 16, 16)
-CREATE_LIMIT = 20
+CREATE_LIMIT = settings.KEYVAULT_CREATE_LIMIT
 """Certificate creates Key Vault accepts per vault per window (software keys; HSM vaults allow 10)."""
-CREATE_WINDOW_SECONDS = 10.0
+CREATE_WINDOW_SECONDS = settings.KEYVAULT_CREATE_WINDOW_SECONDS
 
 
 class CreatePacer:

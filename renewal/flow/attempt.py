@@ -12,7 +12,9 @@ from cryptography import x509
 from renewal.model import CertificateVersion, LedgerRow, PendingOperation, PolicySpec, RenewalJob
 from renewal.ports import CertificateStore
 
-OutcomeStatus = Literal["renewed", "pending", "not-due", "already-renewed", "claimed-elsewhere", "gone"]
+OutcomeStatus = Literal[
+    "renewed", "pending", "not-due", "already-renewed", "claimed-elsewhere", "gone", "waiting-for-capacity"
+]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from the configuration, the ledger and Key Vault (promise 7).
 from __future__ import annotations
 
 import datetime as dt
+import random
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -108,11 +109,45 @@ class RenewalOrchestrator:
         ttl = dt.timedelta(seconds=self.config.defaults.claim_ttl_seconds)
         with self.claims.claim(job.vault, job.name, ttl=ttl) as held:  # step 2
             if not held:
-                return self._stopped(job, RenewalOutcome("claimed-elsewhere", "another worker holds this certificate"))
+                return self._held_elsewhere(job)
             try:
                 return self._renew(job, store)
-            except (KeyVaultThrottled, StoreUnavailable) as exc:
+            except KeyVaultThrottled as exc:
+                return self._wait_for_capacity(job, exc)
+            except StoreUnavailable as exc:
                 raise RenewalFailed(str(exc), permanent=False) from exc
+
+    def _held_elsewhere(self, job: RenewalJob) -> RenewalOutcome:
+        """Another worker holds the certificate. It usually finishes in seconds and this job then finds the
+        work done; but a worker that died keeps its claim until the claim's time runs out, so the job comes
+        back later instead of being dropped (a bounded number of times: then the sweep's stale re-check)."""
+        outcome = RenewalOutcome("claimed-elsewhere", "another worker holds this certificate")
+        if job.requeues < self.config.defaults.max_requeues:
+            self._requeue(job)
+        self.journal.stopped(job, outcome)
+        return outcome
+
+    def _requeue(self, job: RenewalJob) -> dt.timedelta:
+        """The same job back on the queue, later, as a new message (no dequeue count spent)."""
+        delay = dt.timedelta(seconds=self.config.defaults.requeue_delay_seconds * (1 + random.random()))
+        self.jobs.enqueue(replace(job, requeues=job.requeues + 1, enqueued_at=self.clock()), delay=delay)
+        return delay
+
+    def _wait_for_capacity(self, job: RenewalJob, throttled: KeyVaultThrottled) -> RenewalOutcome:
+        """Throttling is not a failure: the job goes back to the queue with a delay (a new message, so the
+        host deletes this one and no dequeue count is spent), and an attempt in flight says why it waits.
+        Past ``max_requeues`` it takes the normal retry path, so it cannot circle unseen."""
+        defaults = self.config.defaults
+        if job.requeues >= defaults.max_requeues:
+            raise RenewalFailed(f"{throttled} ({job.requeues} waits for capacity)", permanent=False) from throttled
+        for row in self.ledger.history(job.vault, job.name)[:1]:
+            if row.state in IN_FLIGHT_STATES:
+                row.wait_for_capacity(str(throttled), self.clock())
+                self.ledger.upsert(row)
+        delay = self._requeue(job)
+        outcome = RenewalOutcome("waiting-for-capacity", f"Key Vault throttled: {throttled}")
+        self.journal.stopped(job, outcome, retry_after=round(delay.total_seconds(), 1))
+        return outcome
 
     def _renew(self, job: RenewalJob, store: CertificateStore) -> RenewalOutcome:
         seen = self._read(store, job.name)

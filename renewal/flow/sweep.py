@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from renewal import metrics
+from renewal import metrics, settings
 from renewal.config import RenewalConfig
 from renewal.errors import CertificateGone
 from renewal.flow.due import DueDecision, is_due
@@ -50,6 +50,19 @@ class SweepReport:
     stale_resumed: int = 0
     errors: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _enqueued: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def spread(self, vault: str) -> dt.timedelta | None:
+        """The delay of a vault's next due job: one window's create budget goes at once, the rest follows at
+        Key Vault's pace, so a mass renewal does not release thousands of creates into one window."""
+        with self._lock:
+            index = self._enqueued.get(vault, 0)
+            self._enqueued[vault] = index + 1
+        beyond = index - settings.KEYVAULT_CREATE_LIMIT + 1
+        if beyond <= 0:
+            return None
+        pace = settings.KEYVAULT_CREATE_WINDOW_SECONDS / settings.KEYVAULT_CREATE_LIMIT
+        return dt.timedelta(seconds=min(beyond * pace, 6 * 86_400))
 
 
 class Sweep:
@@ -151,16 +164,15 @@ class Sweep:
             listing, entry.decision, routed_issuer_or_none(self.config, vault, listing.name, listing.tags), now
         )
         if entry.decision.due and not dry_run:
-            self.jobs.enqueue(
-                RenewalJob(
-                    vault=vault,
-                    name=listing.name,
-                    reason="sweep",
-                    trigger_id=run_id,
-                    version=listing.version or "",
-                    enqueued_at=now,
-                )
+            job = RenewalJob(
+                vault=vault,
+                name=listing.name,
+                reason="sweep",
+                trigger_id=run_id,
+                version=listing.version or "",
+                enqueued_at=now,
             )
+            self.jobs.enqueue(job, delay=report.spread(vault))
             entry = SweepEntry(entry.vault, entry.name, entry.version, entry.expires_on, entry.decision, True)
         with report._lock:
             report.scanned += 1

@@ -413,8 +413,9 @@ def check_storage_names(templates: Templates) -> list[str]:
     expected_queues = queues | {settings.poison_queue(q) for q in queues}
     if found["queues"] != expected_queues:
         problems.append(f"queues {sorted(found['queues'])} != {sorted(expected_queues)}")
-    if found["tables"] != {settings.LEDGER_TABLE}:
-        problems.append(f"tables {sorted(found['tables'])} != [{settings.LEDGER_TABLE!r}]")
+    tables = {settings.LEDGER_TABLE, settings.CREATE_BUDGET_TABLE}
+    if found["tables"] != tables:
+        problems.append(f"tables {sorted(found['tables'])} != {sorted(tables)}")
     # The Flex deployment container is the only other one (its name is computed).
     named = {c for c in found["containers"] if not c.startswith(("app-package", "deploymentContainerName"))}
     expected_containers = {settings.CLAIMS_CONTAINER, settings.DEADLETTER_CONTAINER}

@@ -166,6 +166,11 @@ def test_claimed_elsewhere_touches_nothing(world):
     world.claims.held_elsewhere = True
     assert world.run().status == "claimed-elsewhere"
     assert world.store.calls == []
+    # It comes back later (the holder may have died with the claim), a bounded number of times.
+    ((again, delay),) = world.jobs.sent
+    assert again.requeues == 1 and delay is not None
+    limit = world.orchestrator.config.defaults.max_requeues
+    assert world.run(requeues=limit).status == "claimed-elsewhere" and len(world.jobs.sent) == 1
 
 
 def test_an_unconfigured_vault_is_a_permanent_failure(world):
@@ -328,12 +333,35 @@ def test_a_merge_key_vault_refuses_or_that_lost_its_operation(world, failure, st
     assert failed.value.permanent is permanent and world.row().state is state and world.versions() == 1
 
 
-@pytest.mark.parametrize("failure", [KeyVaultThrottled("429"), StoreUnavailable("503")])
-def test_key_vault_throttled_or_unavailable_is_retried_by_the_queue(world, failure):
+def test_key_vault_unavailable_is_retried_by_the_queue(world):
     world.seed()
-    world.store.fail["create"] = failure
+    world.store.fail["create"] = StoreUnavailable("503")
     with pytest.raises(RenewalFailed) as failed:
         world.run()
+    assert not failed.value.permanent
+
+
+def test_throttling_sends_the_job_back_without_failing_it_until_the_bound():
+    world = build_world()
+    world.seed()
+    world.store.fail["create"] = KeyVaultThrottled("create throttled by Key Vault after 6 attempts")
+    outcome = world.run(trigger_id="evt-7")
+    assert outcome.status == "waiting-for-capacity" and world.ledger.rows == {}
+    ((again, delay),) = world.jobs.sent
+    assert again.requeues == 1 and again.trigger_id == "evt-7" and 10 <= delay.total_seconds() <= 20
+    # An attempt already in flight says why it waits.
+    world.store.begin_pending(NAME, POLICY, tags={})
+    world.cas["corp"].script = ["transient"]
+    with pytest.raises(RenewalFailed):
+        world.run()
+    world.store.fail["merge"] = KeyVaultThrottled("merge throttled")
+    assert world.run(requeues=1).status == "waiting-for-capacity"
+    assert world.row().state is AttemptState.WAITING_FOR_CAPACITY and "merge throttled" in world.row().error
+    # Past the bound it takes the normal retry path (the queue's dequeue count, then poison).
+    limit = world.orchestrator.config.defaults.max_requeues
+    world.store.fail["merge"] = KeyVaultThrottled("merge throttled")
+    with pytest.raises(RenewalFailed) as failed:
+        world.run(requeues=limit)
     assert not failed.value.permanent
 
 
