@@ -146,6 +146,12 @@ def main() -> int:
     print(f"lower bound: {args.per_vault} creates per vault / {CREATES_PER_SECOND:g} per s = {bound:.0f}s; "
           f"wall {wall:.1f}s = {wall / bound:.2f} x")  # fmt: skip
     ok = renewed == total and poisoned == 0 and failed == 0
+    if args.kill_one:
+        # The killed worker's messages wait out their visibility timeout: what counts is that none is lost.
+        verdict(f"{NAME}_kill_one", f"{renewed}/{total} renewed with one of {args.workers} workers killed, "
+                f"{poisoned} poisoned, {failed} failed (wall {wall:.0f}s)", 0 if ok else 1, 0,
+                "every certificate renewed, 0 poisoned")  # fmt: skip
+        return 0
     value = wall if ok else float("inf")
     verdict(NAME, f"{wall:.1f}s for {renewed}/{total} renewed by {args.workers} processes, {poisoned} poisoned, "
             f"{failed} failed, {creates - renewed} 429s ({wall / bound:.2f} x bound)",
