@@ -13,7 +13,13 @@ from renewal.flow.verification import verify_chain
 from renewal.model import PolicySpec, SubjectAlternativeNames
 from tests.ca_support import DictSecretResolver, make_csr, make_key, sign_request
 
-NOW = dt.datetime.now(dt.UTC)
+
+def now() -> dt.datetime:
+    # Taken per check, never at import: the local CA backdates a leaf by only five minutes, and a
+    # full run reaches this module more than five minutes after collection.
+    return dt.datetime.now(dt.UTC)
+
+
 POLICY = PolicySpec(subject="CN=app.example.test", sans=SubjectAlternativeNames(dns_names=("app.example.test",)))
 
 
@@ -40,7 +46,7 @@ def issue(ca, **csr_kw):
 
 def test_good_chain_passes_with_trust_anchor(ca):
     csr, chain = issue(ca)
-    verified = verify_chain(chain, csr_der=csr, policy=POLICY, now=NOW, trust_anchors=[ca[1]])
+    verified = verify_chain(chain, csr_der=csr, policy=POLICY, now=now(), trust_anchors=[ca[1]])
     assert verified.leaf == chain[0]
 
 
@@ -48,27 +54,27 @@ def test_certificate_for_another_key_is_rejected(ca):
     _csr, chain = issue(ca)
     other_csr, _ = make_csr("app.example.test", key=make_key("EC-P256"))
     with pytest.raises(ChainRejected) as info:
-        verify_chain(chain, csr_der=other_csr, policy=POLICY, now=NOW, trust_anchors=[ca[1]])
+        verify_chain(chain, csr_der=other_csr, policy=POLICY, now=now(), trust_anchors=[ca[1]])
     assert info.value.check == "key"
 
 
 def test_other_sans_are_rejected(ca):
     csr, chain = issue(ca, dns=["app.example.test", "evil.example.test"])
     with pytest.raises(ChainRejected, match=r"evil\.example\.test"):
-        verify_chain(chain, csr_der=csr, policy=POLICY, now=NOW, trust_anchors=[ca[1]])
+        verify_chain(chain, csr_der=csr, policy=POLICY, now=now(), trust_anchors=[ca[1]])
     policy_with_more = PolicySpec(
         subject="CN=app.example.test", sans=SubjectAlternativeNames(dns_names=("app.example.test", "api.example.test"))
     )
     csr2, chain2 = issue(ca)
     with pytest.raises(ChainRejected, match="lacks"):
-        verify_chain(chain2, csr_der=csr2, policy=policy_with_more, now=NOW, trust_anchors=[ca[1]])
+        verify_chain(chain2, csr_der=csr2, policy=policy_with_more, now=now(), trust_anchors=[ca[1]])
 
 
 def test_subject_mismatch_is_rejected(ca):
     csr, chain = issue(ca)
     with pytest.raises(ChainRejected) as info:
         verify_chain(
-            chain, csr_der=csr, policy=PolicySpec(subject="CN=other.example.test"), now=NOW, trust_anchors=[ca[1]]
+            chain, csr_der=csr, policy=PolicySpec(subject="CN=other.example.test"), now=now(), trust_anchors=[ca[1]]
         )
     assert info.value.check == "subject"
 
@@ -76,14 +82,16 @@ def test_subject_mismatch_is_rejected(ca):
 def test_expired_and_not_yet_valid_are_rejected(ca):
     csr, chain = issue(ca)
     with pytest.raises(ChainRejected, match="expired"):
-        verify_chain(chain, csr_der=csr, policy=POLICY, now=NOW + dt.timedelta(days=400), trust_anchors=[ca[1]])
+        verify_chain(chain, csr_der=csr, policy=POLICY, now=now() + dt.timedelta(days=400), trust_anchors=[ca[1]])
     with pytest.raises(ChainRejected, match="not valid until"):
-        verify_chain(chain, csr_der=csr, policy=POLICY, now=NOW - dt.timedelta(days=2), trust_anchors=[ca[1]])
+        verify_chain(chain, csr_der=csr, policy=POLICY, now=now() - dt.timedelta(days=2), trust_anchors=[ca[1]])
 
 
 def test_a_chain_out_of_order_is_merged_in_path_order_and_a_foreign_anchor_is_rejected(ca):
     csr, chain = issue(ca)
-    shuffled = verify_chain([chain[0], chain[2], chain[1]], csr_der=csr, policy=POLICY, now=NOW, trust_anchors=[ca[1]])
+    shuffled = verify_chain(
+        [chain[0], chain[2], chain[1]], csr_der=csr, policy=POLICY, now=now(), trust_anchors=[ca[1]]
+    )
     assert shuffled.certificates == tuple(chain)
     other_root_key = make_key("EC-P256")
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Other Root")])
@@ -93,21 +101,21 @@ def test_a_chain_out_of_order_is_merged_in_path_order_and_a_foreign_anchor_is_re
         .issuer_name(name)
         .public_key(other_root_key.public_key())
         .serial_number(1)
-        .not_valid_before(NOW - dt.timedelta(days=1))
-        .not_valid_after(NOW + dt.timedelta(days=9))
+        .not_valid_before(now() - dt.timedelta(days=1))
+        .not_valid_after(now() + dt.timedelta(days=9))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(other_root_key, hashes.SHA256())
     )
     with pytest.raises(ChainRejected) as info:
-        verify_chain(chain, csr_der=csr, policy=POLICY, now=NOW, trust_anchors=[other_root])
+        verify_chain(chain, csr_der=csr, policy=POLICY, now=now(), trust_anchors=[other_root])
     assert info.value.check == "path"
 
 
 def test_without_an_anchor_nothing_is_trusted_and_a_missing_intermediate_breaks_the_path(ca):
     csr, chain = issue(ca)
     with pytest.raises(ChainRejected) as info:
-        verify_chain(chain, csr_der=csr, policy=POLICY, now=NOW)
+        verify_chain(chain, csr_der=csr, policy=POLICY, now=now())
     assert info.value.check == "trust"
     with pytest.raises(ChainRejected) as info:
-        verify_chain(chain[:1], csr_der=csr, policy=POLICY, now=NOW, trust_anchors=[ca[1]])
+        verify_chain(chain[:1], csr_der=csr, policy=POLICY, now=now(), trust_anchors=[ca[1]])
     assert info.value.check == "path"
