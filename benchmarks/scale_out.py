@@ -10,9 +10,12 @@ count. ``--kill-one`` kills one worker a few seconds in: its messages come back 
 timeout and the others finish them.
 
 Lower bound: per-vault certificates / 2 creates per second. Targets: every certificate renewed, 0 poisoned,
-0 failed deliveries, wall <= 1.2 x bound (400 over 2 vaults: 100 s bound).
+0 failed deliveries, wall <= 1.2 x bound (400 over 2 vaults: 100 s bound). ``--mass-event`` is the case of
+a CA revoking many certificates or a policy making thousands due at once: 2,000 over 2 vaults (500 s bound),
+wall <= 1.3 x bound.
 
-Usage: ``python benchmarks/scale_out.py [--per-vault 200] [--workers 8] [--concurrency 4] [--kill-one]``.
+Usage: ``python benchmarks/scale_out.py [--per-vault 200] [--workers 8] [--concurrency 4] [--kill-one]
+[--mass-event]``.
 """
 
 from __future__ import annotations
@@ -60,11 +63,15 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--kill-one", action="store_true")
+    parser.add_argument("--mass-event", action="store_true", help="1,000 per vault, target 1.3 x bound")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
     if args.worker:
         return worker(args.concurrency, args.timeout)
+    if args.mass_event:
+        args.per_vault = 1000
+    name, factor = (f"{NAME}_mass_event", 1.3) if args.mass_event else (NAME, 1.2)
     logging.basicConfig(level=logging.ERROR)
 
     from devtools.azurite import running_azurite
@@ -153,9 +160,10 @@ def main() -> int:
                 "every certificate renewed, 0 poisoned")  # fmt: skip
         return 0
     value = wall if ok else float("inf")
-    verdict(NAME, f"{wall:.1f}s for {renewed}/{total} renewed by {args.workers} processes, {poisoned} poisoned, "
+    verdict(name, f"{wall:.1f}s for {renewed}/{total} renewed by {args.workers} processes, {poisoned} poisoned, "
             f"{failed} failed, {creates - renewed} 429s ({wall / bound:.2f} x bound)",
-            value, 1.2 * bound, f"<= 1.2 x {bound:.0f}s = {1.2 * bound:.0f}s, 0 poisoned, 0 failed")  # fmt: skip
+            value, factor * bound,
+            f"<= {factor} x {bound:.0f}s = {factor * bound:.0f}s, 0 poisoned, 0 failed")  # fmt: skip
     return 0
 
 
