@@ -29,7 +29,7 @@ class AdminHost(Protocol):
 
     def vault_urls(self) -> dict[str, str]: ...
 
-    def add_vault(self, name: str) -> Any: ...
+    def add_vault(self, name: str, *, subscription: str | None = None, geography: str | None = None) -> Any: ...
 
 
 def _json(body: bytes) -> dict[str, Any]:
@@ -86,13 +86,16 @@ def handle(server: AdminHost, method: str, path: str, query: dict[str, str], raw
             core.gate.reset_counters()
             return 204, None
         case ("GET", "vaults"):
-            return 200, {"vaults": server.vault_urls()}
+            return 200, {"vaults": server.vault_urls(), "locations": _locations(server)}
         case ("POST", "vaults"):
             name = body.get("name")
             if not isinstance(name, str) or not name:
                 raise bad_parameter("name is required.")
-            server.add_vault(name)
-            return 201, {"vaults": server.vault_urls()}
+            knobs = {k: body.get(k) for k in ("subscription", "geography")}
+            if any(v is not None and (not isinstance(v, str) or not v) for v in knobs.values()):
+                raise bad_parameter("subscription and geography must be non-empty strings.")
+            server.add_vault(name, **knobs)
+            return 201, {"vaults": server.vault_urls(), "locations": _locations(server)}
         case ("POST", "vaults/{vault}/seed"):
             vault = _existing(server, parts[1])
             count = seed(core.vault(vault), body, core.clock)
@@ -124,6 +127,12 @@ def handle(server: AdminHost, method: str, path: str, query: dict[str, str], raw
         core.mark_dirty()
         return 204, None
     raise ServiceError(404, "NotFound", f"Unknown admin endpoint {method} {path}.")
+
+
+def _locations(server: AdminHost) -> dict[str, dict[str, str]]:
+    """Each served vault's subscription and geography: what a restore into it is checked against."""
+    vaults = [server.core.vault(name) for name in server.listeners]
+    return {v.name: {"subscription": v.subscription, "geography": v.geography} for v in vaults}
 
 
 def _existing(server: AdminHost, vault: str) -> str:

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 from . import store
+from .backup import BackupSealer
 from .certificates import CertificateService
 from .clock import Clock
 from .events import EventGrid
@@ -18,18 +19,21 @@ class Emulator:
         self,
         *,
         state_path: Path | None = None,
-        subscription_id: str = "00000000-0000-0000-0000-000000000000",
+        subscription_id: str = store.DEFAULT_SUBSCRIPTION,
         resource_group: str = "emulator-rg",
     ) -> None:
         self.state_path = state_path
+        self.subscription_id = subscription_id  # a new vault's subscription unless one is given
         self.vaults: dict[str, Vault] = {}
-        offset = 0.0
+        offset, backup_key = 0.0, None
         if state_path is not None:
-            self.vaults, offset = store.load(state_path)
+            self.vaults, offset, backup_key = store.load(state_path)
         self.clock = Clock(offset)
         self.gate = RequestGate()
-        self.events = EventGrid(self.clock, subscription_id=subscription_id, resource_group=resource_group)
-        self.service = CertificateService(self.clock, self.events, on_change=self.mark_dirty)
+        self.events = EventGrid(self.clock, resource_group=resource_group)
+        # The key that seals backups is the instance's: kept in the state file, so blobs outlive a restart.
+        self.backups = BackupSealer(backup_key)
+        self.service = CertificateService(self.clock, self.events, on_change=self.mark_dirty, backups=self.backups)
         self.base_urls: dict[str, str] = {}
         self._dirty = False
         self._scan_lock = threading.Lock()  # a clock move and its scan are one step for the background tick
@@ -38,16 +42,27 @@ class Emulator:
         self._background.start()
 
     def vault(self, name: str) -> Vault:
-        return self.vaults.setdefault(name, Vault(name))
+        vault = self.vaults.get(name)
+        return vault if vault is not None else self.vaults.setdefault(name, Vault(name, self.subscription_id))
+
+    def add_vault(self, name: str, *, subscription: str | None = None, geography: str | None = None) -> Vault:
+        """The vault, made if new; the subscription and geography given replace the vault's."""
+        vault = self.vault(name)
+        with vault.lock:
+            vault.subscription = subscription or vault.subscription
+            vault.geography = geography or vault.geography
+        self.mark_dirty()
+        return vault
 
     def mark_dirty(self) -> None:
         self._dirty = True
 
     def reset(self) -> None:
-        """Fresh vaults (same names and URLs), default knobs, zero counters, clock back to real time."""
+        """Fresh vaults (same names, URLs, subscriptions and geographies), default knobs, zero counters, clock
+        back to real time."""
         self.events.clear()
-        for name in list(self.vaults):
-            self.vaults[name] = Vault(name)
+        for name, old in list(self.vaults.items()):
+            self.vaults[name] = Vault(name, old.subscription, old.geography)
         self.gate.reset()
         self.clock.reset()
         self.events.time_scale = 1.0
@@ -74,7 +89,7 @@ class Emulator:
     def save(self) -> None:
         if self.state_path is not None:
             self._dirty = False
-            store.save(self.state_path, self.vaults, self.clock.offset)
+            store.save(self.state_path, self.vaults, self.clock.offset, self.backups.key)
 
     def _tick(self) -> None:
         # Real time passes too: expiry is checked every second, and state is saved when it changed.

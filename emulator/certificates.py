@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import crypto, policy, wire
+from .backup import BackupSealer
 from .clock import Clock
 from .errors import (
     KEY_MISMATCH,
@@ -130,10 +131,17 @@ def _b64decode(value: Any, where: str) -> bytes:
 
 
 class CertificateService:
-    def __init__(self, clock: Clock, sink: NewVersionSink, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        sink: NewVersionSink,
+        on_change: Callable[[], None] = lambda: None,
+        backups: BackupSealer | None = None,
+    ) -> None:
         self.clock = clock
         self.sink = sink
         self.on_change = on_change
+        self.backups = backups or BackupSealer()
 
     # ---- lookups ----------------------------------------------------------------------------------
 
@@ -149,7 +157,7 @@ class CertificateService:
             raise not_found(req.name if not req.version else f"{req.name}/{req.version}")
         return version
 
-    def _check_can_write(self, vault: Vault, name: str) -> None:
+    def _check_not_deleted(self, vault: Vault, name: str) -> None:
         if name in vault.deleted:
             raise ServiceError(
                 409,
@@ -158,6 +166,9 @@ class CertificateService:
                 "reused; in this state, the certificate can only be recovered or purged.",
                 inner="ObjectIsDeletedButRecoverable",
             )
+
+    def _check_can_write(self, vault: Vault, name: str) -> None:
+        self._check_not_deleted(vault, name)
         cert = vault.certificates.get(name)
         if cert is not None and cert.pending is not None and cert.pending.in_progress:
             raise ServiceError(409, "Forbidden", PENDING_IN_PROGRESS)
@@ -525,6 +536,53 @@ class CertificateService:
             del req.vault.deleted[req.name]
         self.on_change()
         return 204, None
+
+    # ---- backup / restore -------------------------------------------------------------------------
+
+    def backup(self, req: Request) -> Result:
+        with req.vault.lock:
+            cert = self._live(req)
+            if not cert.versions:  # only a pending first version: nothing a restore could bring back
+                raise not_found(req.name)
+            blob = self.backups.seal(req.vault, cert)
+        return 200, {"value": base64.urlsafe_b64encode(blob).rstrip(b"=").decode()}  # base64url, as the SDK reads
+
+    def restore(self, req: Request) -> Result:
+        value = req.body().get("value")
+        if not isinstance(value, str) or not value:
+            raise bad_parameter("Property value is required.")
+        try:
+            blob = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise bad_parameter("Property value is not valid base64url.") from exc
+        opened = self.backups.open(blob)
+        cert, vault = opened.certificate, req.vault
+        # Key Vault restores only within the subscription and the geography of the vault backed up.
+        if opened.subscription != vault.subscription:
+            raise bad_parameter(
+                f"The backup was taken in a vault of subscription {opened.subscription}; it can only be restored "
+                f"into a vault of the same Azure subscription, and this vault is in subscription {vault.subscription}."
+            )
+        if opened.geography != vault.geography:
+            raise bad_parameter(
+                f"The backup was taken in a vault in geography {opened.geography}; it can only be restored into "
+                f"a vault in the same Azure geography, and this vault is in geography {vault.geography}."
+            )
+        latest = cert.latest()
+        assert latest is not None  # backups are only taken of certificates with a version
+        with vault.lock:
+            self._check_not_deleted(vault, cert.name)
+            if cert.name in vault.certificates:  # never overwritten
+                raise ServiceError(
+                    409,
+                    "Conflict",
+                    f"Conflict while restoring certificate {req.base}/certificates/{cert.name}/{latest.version} - "
+                    "certificate already exists or concurrent access",
+                )
+            vault.certificates[cert.name] = cert
+            result = wire.bundle(req.base, cert, latest)
+        self.on_change()
+        return 200, result
 
     # ---- the managed secret -----------------------------------------------------------------------
 

@@ -51,9 +51,8 @@ class _Delivery:
 
 
 class EventGrid:
-    def __init__(self, clock: Clock, *, subscription_id: str, resource_group: str, workers: int = 4) -> None:
+    def __init__(self, clock: Clock, *, resource_group: str, workers: int = 4) -> None:
         self.clock = clock
-        self.subscription_id = subscription_id
         self.resource_group = resource_group
         self.time_scale = 1.0  # multiplies retry delays and the TTL, so tests run the schedule fast
         self.delivery_timeout = 30.0
@@ -70,10 +69,10 @@ class EventGrid:
         for t in self._threads:
             t.start()
 
-    def topic(self, vault: str) -> str:
+    def topic(self, vault: Vault) -> str:
         return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.KeyVault/vaults/{vault}"
+            f"/subscriptions/{vault.subscription}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.KeyVault/vaults/{vault.name}"
         )
 
     # ---- subscriptions ----------------------------------------------------------------------------
@@ -92,12 +91,12 @@ class EventGrid:
                 raise bad_parameter(f"Unknown event type '{event_type}'.")
         if not 1 <= sub.max_delivery_attempts <= 30 or not 1 <= sub.event_ttl_minutes <= 1440:
             raise bad_parameter("max_delivery_attempts must be 1-30 and event_ttl_minutes 1-1440.")
-        self._validate(vault.name, sub)
+        self._validate(vault, sub)
         with vault.lock:
             vault.subscriptions[sub.name] = sub
         return sub
 
-    def _validate(self, vault: str, sub: Subscription) -> None:
+    def _validate(self, vault: Vault, sub: Subscription) -> None:
         """The handshake Event Grid performs before it accepts a web hook."""
         try:
             if sub.schema == "CloudEventSchemaV1_0":
@@ -152,13 +151,15 @@ class EventGrid:
             for sub in list(vault.subscriptions.values()):
                 if not sub.wants(event_type):
                     continue
-                event = self._envelope(vault.name, cert.name, event_type, data, sub.schema)
+                event = self._envelope(vault, cert.name, event_type, data, sub.schema)
                 heapq.heappush(self._queue, _Delivery(now, next(self._seq), vault.name, sub, event, now))
                 queued += 1
             self._cond.notify_all()
         return queued
 
-    def _envelope(self, vault: str, subject: str, event_type: str, data: dict[str, Any], schema: str) -> dict[str, Any]:
+    def _envelope(
+        self, vault: Vault, subject: str, event_type: str, data: dict[str, Any], schema: str
+    ) -> dict[str, Any]:
         event_id, when = str(uuid.uuid4()), _iso(self.clock.now())
         if schema == "CloudEventSchemaV1_0":
             return {

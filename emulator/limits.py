@@ -14,9 +14,9 @@ from .errors import THROTTLED, ServiceError
 OPERATIONS = (
     "create", "get_pending", "cancel", "delete_pending", "merge", "get_certificate", "update_certificate",
     "list", "list_versions", "get_policy", "update_policy", "import", "delete", "list_deleted",
-    "get_deleted", "recover", "purge", "get_secret",
+    "get_deleted", "recover", "purge", "get_secret", "backup", "restore",
 )  # fmt: skip
-CREATE_OPERATIONS = {"create", "import"}
+CREATE_OPERATIONS = {"create", "import"}  # backup and restore make no new key: they count as other requests
 
 
 @dataclass

@@ -37,6 +37,7 @@ _NAME_ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("policy", "GET"): ("get_policy", "get_policy"),
     ("policy", "PATCH"): ("update_policy", "update_policy"),
     ("versions", "GET"): ("list_versions", "list_versions"),
+    ("backup", "POST"): ("backup", "backup"),
 }
 
 
@@ -51,6 +52,8 @@ def route(method: str, path: str) -> tuple[str, str, str, str]:
     if collection == "certificates":
         if len(parts) == 1:
             found = {"GET": ("list", "list")}.get(method)
+        elif len(parts) == 2 and parts[1] == "restore" and method == "POST":
+            found = ("restore", "restore")  # the name comes from the backup blob
         elif len(parts) == 2:
             name = parts[1]
             found = {
@@ -61,7 +64,11 @@ def route(method: str, path: str) -> tuple[str, str, str, str]:
         else:
             name, tail = parts[1], "/".join(parts[2:])
             found = _NAME_ROUTES.get((tail, method))
-            if found is None and len(parts) == 3 and tail not in ("create", "import", "pending", "policy", "versions"):
+            if (
+                found is None
+                and len(parts) == 3
+                and tail not in ("create", "import", "pending", "policy", "versions", "backup")
+            ):
                 version = tail
                 found = {"GET": ("get_certificate", "get"), "PATCH": ("update_certificate", "update")}.get(method)
     elif collection == "deletedcertificates":
@@ -235,13 +242,16 @@ class EmulatorServer:
     def vault(self, name: str):  # type: ignore[no-untyped-def]
         return self.core.vault(name)
 
-    def add_vault(self, name: str, port: int = 0) -> str:
+    def add_vault(
+        self, name: str, port: int = 0, *, subscription: str | None = None, geography: str | None = None
+    ) -> str:
+        """Serve a vault (a known one gets the subscription and geography given); returns its URL."""
         with self._lock:
+            self.core.add_vault(name, subscription=subscription, geography=geography)
             if name in self.listeners:
                 return self.listeners[name].base_url
             listener = VaultListener(self, name, port, self.context)
             self.listeners[name] = listener
-            self.core.vault(name)
             self.core.base_urls[name] = listener.base_url
             threading.Thread(target=listener.serve_forever, daemon=True, name=f"vault-{name}").start()
             return listener.base_url

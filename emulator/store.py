@@ -15,6 +15,8 @@ from typing import Any
 from . import crypto
 
 RECOVERABLE_DAYS = 90
+DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+DEFAULT_GEOGRAPHY = "United States"
 
 
 def new_id() -> str:
@@ -127,6 +129,8 @@ class Subscription:
 @dataclass
 class Vault:
     name: str
+    subscription: str = DEFAULT_SUBSCRIPTION  # backups restore only within one subscription
+    geography: str = DEFAULT_GEOGRAPHY  # ... and one geography (e.g. "United States", "Europe")
     certificates: dict[str, Certificate] = field(default_factory=dict)
     deleted: dict[str, Certificate] = field(default_factory=dict)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
@@ -141,11 +145,15 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _version_to_json(v: Version) -> dict[str, Any]:
+def _version_to_json(v: Version, *, materialize: bool = False) -> dict[str, Any]:
+    """``materialize``: write a seeded version's shared key and built chain too (backups), since the shared
+    key is made per process; the state file leaves them out so 20,000 seeded versions stay small."""
     data = {k: getattr(v, k) for k in ("version", "created", "updated", "enabled", "not_before", "expires")}
     data |= {"tags": v.tags, "content_type": v.content_type, "exportable": v.exportable, "subject": v.subject}
-    data["key"] = crypto.key_to_pem(v.key).decode() if v.key is not None else None
-    data["chain"] = [_b64(d) for d in v.chain] if v.chain is not None and v.key is not None else None
+    key = v.private_key() if materialize else v.key
+    chain = v.chain_der() if materialize else v.chain
+    data["key"] = crypto.key_to_pem(key).decode() if key is not None else None
+    data["chain"] = [_b64(d) for d in chain] if chain is not None and key is not None else None
     return data
 
 
@@ -157,11 +165,14 @@ def _version_from_json(d: dict[str, Any]) -> Version:
     return Version(**d, key=key, chain=chain)
 
 
-def _cert_to_json(c: Certificate) -> dict[str, Any]:
+def cert_to_json(c: Certificate, *, backup: bool = False) -> dict[str, Any]:
+    """``backup``: the versions only, each self-contained; no pending operation or deletion dates."""
     data = {k: getattr(c, k) for k in ("name", "policy", "policy_created", "policy_updated", "current")}
     data |= {"preserve_order": c.preserve_order, "deleted_date": c.deleted_date, "scheduled_purge": c.scheduled_purge}
-    data["versions"] = [_version_to_json(v) for v in c.versions.values()]
-    if c.pending:
+    data["versions"] = [_version_to_json(v, materialize=backup) for v in c.versions.values()]
+    if backup:
+        data["deleted_date"] = data["scheduled_purge"] = None
+    elif c.pending:
         p = c.pending
         data["pending"] = {
             k: getattr(p, k)
@@ -171,7 +182,7 @@ def _cert_to_json(c: Certificate) -> dict[str, Any]:
     return data
 
 
-def _cert_from_json(d: dict[str, Any]) -> Certificate:
+def cert_from_json(d: dict[str, Any]) -> Certificate:
     versions = {v["version"]: _version_from_json(v) for v in d.pop("versions")}
     pending_raw = d.pop("pending", None)
     cert = Certificate(**d, versions=versions)
@@ -182,38 +193,42 @@ def _cert_from_json(d: dict[str, Any]) -> Certificate:
     return cert
 
 
-def vaults_to_json(vaults: dict[str, Vault], clock_offset: float) -> dict[str, Any]:
-    out: dict[str, Any] = {"clock_offset": clock_offset, "vaults": {}}
+def vaults_to_json(vaults: dict[str, Vault], clock_offset: float, backup_key: bytes) -> dict[str, Any]:
+    out: dict[str, Any] = {"clock_offset": clock_offset, "backup_key": _b64(backup_key), "vaults": {}}
     for name, vault in vaults.items():
         with vault.lock:
             out["vaults"][name] = {
-                "certificates": [_cert_to_json(c) for c in vault.certificates.values()],
-                "deleted": [_cert_to_json(c) for c in vault.deleted.values()],
+                "subscription": vault.subscription,
+                "geography": vault.geography,
+                "certificates": [cert_to_json(c) for c in vault.certificates.values()],
+                "deleted": [cert_to_json(c) for c in vault.deleted.values()],
                 "subscriptions": [s.__dict__ for s in vault.subscriptions.values()],
                 "fired": sorted(list(f) for f in vault.fired),
             }
     return out
 
 
-def vaults_from_json(data: dict[str, Any]) -> tuple[dict[str, Vault], float]:
+def vaults_from_json(data: dict[str, Any]) -> tuple[dict[str, Vault], float, bytes | None]:
+    """The vaults, the clock offset and the backup key (None in files written before backups existed)."""
     vaults = {}
     for name, raw in data.get("vaults", {}).items():
-        vault = Vault(name)
-        vault.certificates = {c.name: c for c in (_cert_from_json(x) for x in raw["certificates"])}
-        vault.deleted = {c.name: c for c in (_cert_from_json(x) for x in raw["deleted"])}
+        vault = Vault(name, raw.get("subscription", DEFAULT_SUBSCRIPTION), raw.get("geography", DEFAULT_GEOGRAPHY))
+        vault.certificates = {c.name: c for c in (cert_from_json(x) for x in raw["certificates"])}
+        vault.deleted = {c.name: c for c in (cert_from_json(x) for x in raw["deleted"])}
         vault.subscriptions = {s["name"]: Subscription(**s) for s in raw["subscriptions"]}
         vault.fired = {tuple(f) for f in raw["fired"]}  # type: ignore[misc]
         vaults[name] = vault
-    return vaults, float(data.get("clock_offset", 0.0))
+    key = data.get("backup_key")
+    return vaults, float(data.get("clock_offset", 0.0)), base64.b64decode(key) if key else None
 
 
-def save(path: Path, vaults: dict[str, Vault], clock_offset: float) -> None:
+def save(path: Path, vaults: dict[str, Vault], clock_offset: float, backup_key: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(vaults_to_json(vaults, clock_offset)))
+    tmp.write_text(json.dumps(vaults_to_json(vaults, clock_offset, backup_key)))
     os.replace(tmp, path)
 
 
-def load(path: Path) -> tuple[dict[str, Vault], float]:
+def load(path: Path) -> tuple[dict[str, Vault], float, bytes | None]:
     if not path.exists():
-        return {}, 0.0
+        return {}, 0.0, None
     return vaults_from_json(json.loads(path.read_text()))

@@ -64,8 +64,15 @@ class AdminClient:
         or certificates=[{"name", "not_before", "expires", "tags"}]."""
         return self._call("POST", f"vaults/{vault}/seed", spec)["seeded"]
 
-    def add_vault(self, name: str) -> dict[str, str]:
-        return self._call("POST", "vaults", {"name": name})["vaults"]
+    def add_vault(self, name: str, *, subscription: str | None = None, geography: str | None = None) -> dict[str, str]:
+        """Serve a new vault (a known one gets the subscription and geography given); returns every vault's URL.
+        Defaults: the emulator's subscription and "United States". Restores check both against the backup's."""
+        body = {"name": name, "subscription": subscription, "geography": geography}
+        return self._call("POST", "vaults", {k: v for k, v in body.items() if v is not None})["vaults"]
+
+    def vault_locations(self) -> dict[str, dict[str, str]]:
+        """vault name -> {"subscription", "geography"}."""
+        return self._call("GET", "vaults")["locations"]
 
     def subscribe(
         self,
@@ -124,17 +131,20 @@ class EmulatorHandle:
         return {"connection_verify": self.ca_bundle}
 
     def vault_url(self, vault: str) -> str:
-        return self.vault_urls[vault]
+        """Also for vaults added since start (``admin.add_vault``), which ``vault_urls`` leaves out: callers
+        take ``vault_urls`` as the vaults the emulator started with."""
+        url = self.vault_urls.get(vault)
+        return url if url is not None else self.admin.health()["vaults"][vault]
 
     def certificate_client(self, vault: str, **kwargs: Any) -> Any:
         from azure.keyvault.certificates import CertificateClient
 
-        return CertificateClient(self.vault_urls[vault], self.credential, **(self.client_kwargs | kwargs))
+        return CertificateClient(self.vault_url(vault), self.credential, **(self.client_kwargs | kwargs))
 
     def secret_client(self, vault: str, **kwargs: Any) -> Any:
         from azure.keyvault.secrets import SecretClient
 
-        return SecretClient(self.vault_urls[vault], self.credential, **(self.client_kwargs | kwargs))
+        return SecretClient(self.vault_url(vault), self.credential, **(self.client_kwargs | kwargs))
 
 
 @contextlib.contextmanager
