@@ -82,6 +82,19 @@ def nightly_sweep(timer: func.TimerRequest) -> None:
         raise RuntimeError("sweep failed for: " + "; ".join(report.errors))
 
 
+@app.function_name("weekly_backup")
+@app.timer_trigger(
+    arg_name="timer", schedule=f"%{settings.BACKUP_SCHEDULE.name}%", run_on_startup=False, use_monitor=True
+)
+def weekly_backup(timer: func.TimerRequest) -> None:
+    """Back up the current versions the service did not renew (imported, renewed by Key Vault or by hand)."""
+    if service().backups is None:
+        return  # RENEWAL_BACKUP_STORAGE not set: backups are off
+    report = service().back_up_estate()
+    if report.errors:
+        raise RuntimeError(f"backup failed for {len(report.errors)}: " + "; ".join(report.errors[:20]))
+
+
 @app.function_name("deploy_notifier")
 @app.queue_trigger(arg_name="msg", queue_name=settings.DEPLOYMENTS_QUEUE, connection="AzureWebJobsStorage")
 def deploy_notifier(msg: func.QueueMessage) -> None:

@@ -1,7 +1,7 @@
 """``make bench``: run every benchmark script as its own process, echo its output, summarise the verdicts.
 
-Each script's last line reads ``<name>: <figure> (target <bound>) PASS|FAIL``. Exits non-zero if any
-script reports FAIL, exits non-zero itself, or prints no verdict.
+Each script prints one or more verdict lines ``<name>: <figure> (target <bound>) PASS|FAIL``. Exits non-zero
+if any verdict is FAIL, a script exits non-zero itself, or prints no verdict.
 
 Usage: ``python benchmarks/run_all.py [name ...]`` (names without ``.py``; default: all of them).
 """
@@ -21,6 +21,7 @@ ORDER = [
     "sweep_scale",
     "renewal_throughput",
     "scale_out",
+    "recovery",
     "event_to_merge_acme",
     "ca_issuance",
     "report_time",
@@ -55,10 +56,12 @@ def main(argv: list[str]) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             code = -1
-        last = next((line for line in reversed(lines) if line.strip()), "")
-        passed = code == 0 and last.endswith(" PASS")
-        verdict = last if last.endswith((" PASS", " FAIL")) else f"{name}: no verdict (exit code {code})"
-        results.append((name, verdict, passed))
+        verdicts = [line for line in lines if "(target " in line and line.endswith((" PASS", " FAIL"))]
+        if not verdicts or code != 0:
+            verdicts.append(f"{name}: no verdict (exit code {code}) FAIL")
+        for verdict in verdicts:
+            results.append((name, verdict, verdict.endswith(" PASS")))
+        passed = all(v.endswith(" PASS") for v in verdicts)
         print(f"=== {name}: {'PASS' if passed else 'FAIL'} in {time.monotonic() - started:.0f}s\n", flush=True)
     print("=== summary")
     for _name, verdict, passed in results:

@@ -164,7 +164,8 @@ def run(console: Console, *, acme: bool = False, stepca: bool = False, keep: boo
     with ExitStack() as stack:
         console.rule("[bold]Key Vault certificate renewal: local demo")
         kv = stack.enter_context(running_emulator(("kv-alpha", "kv-beta")))
-        console.print(f"Key Vault emulator: {kv.vault_urls}")
+        drill_url = kv.admin.add_vault("kv-drill")["kv-drill"]  # a recovery vault: restores only, never renewed
+        console.print(f"Key Vault emulator: {kv.vault_urls}, drill vault {drill_url}")
         storage_server = stack.enter_context(running_azurite(workdir / "azurite"))
         queue_endpoint = storage_server.connection_string.split("QueueEndpoint=")[1].split(";")[0]
         console.print(f"Azurite (queues, table, blobs): {queue_endpoint}")
@@ -221,10 +222,13 @@ def run(console: Console, *, acme: bool = False, stepca: bool = False, keep: boo
                         "allow_private_addresses": True,
                     }
                 ],
+                "recovery_vaults": [{"name": "kv-drill", "url": drill_url}],
             }
         )
         environ = {
             **storage_server.env(),
+            # The backup archive: a container of this Azurite standing in for an account in another region.
+            settings.BACKUP_STORAGE.name: storage_server.connection_string,
             settings.KEYVAULT_CREDENTIAL.name: "emulator",
             settings.KEYVAULT_CA_BUNDLE.name: kv.ca_bundle,
             "DEPLOY_HOOK_KEY": os.urandom(16).hex(),
@@ -314,7 +318,19 @@ def run(console: Console, *, acme: bool = False, stepca: bool = False, keep: boo
         secret_reads = {k: v for k, v in kv.admin.counters().items() if "secret" in k and v}
         console.print(f"secrets API calls on certificate vaults: {sum(secret_reads.values())}")
 
-        console.rule("5. What operators see: compliance report and metrics")
+        console.rule("5. Disaster recovery: every merge backed up, a restore drill proves it")
+        backups = sorted(f"{e.vault}/{e.name}/{e.version[:12]}" for e in service.backups.entries())
+        console.print(f"  backed up by deploy_notifier (after each merge): {', '.join(backups)}")
+        drill = service.drill(to="kv-drill")
+        console.print(
+            f"  drill into kv-drill: {'passed' if drill.passed else 'FAILED'}, {drill.verified}/{drill.sampled} "
+            f"restored with the archive's thumbprint, {drill.purged} purged, {drill.seconds:.2f}s "
+            "(python -m renewal drill --to kv-drill)"
+        )
+        for problem in drill.problems:
+            console.print(f"  [red]{problem}[/]")
+
+        console.rule("6. What operators see: compliance report and metrics")
         from renewal.operations.report import build_report
 
         estate = build_report(service)
@@ -335,6 +351,8 @@ def run(console: Console, *, acme: bool = False, stepca: bool = False, keep: boo
             and [f.name for f in failures.jobs] == ["partner-billing"]
             and len(hook.received) == 2
             and not secret_reads
+            and drill.passed
+            and drill.sampled == 2
         )
         console.rule("[green]demo finished as expected" if ok else "[red]demo did not go as expected")
         from devtools.functions_http import FunctionsHttpServer

@@ -38,6 +38,17 @@ param issuerSecretSettings array = []
 @description('NCRONTAB schedule (UTC) of the nightly sweep.')
 param sweepSchedule string = '0 30 2 * * *'
 
+@description('Region of the backup archive: a second region of the vaults\' geography (Key Vault restores only within a geography), normally their paired region. Empty: no backups.')
+param backupLocation string = ''
+
+@description('Days each backup is kept immutable in the archive.')
+@minValue(1)
+@maxValue(146000)
+param backupRetentionDays int = 400
+
+@description('NCRONTAB schedule (UTC) of the weekly backup of certificates the service did not renew.')
+param backupSchedule string = '0 0 4 * * 0'
+
 @allowed([
   'DEBUG'
   'INFO'
@@ -69,6 +80,10 @@ var tags = {
   'azd-env-name': environmentName
 }
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var backupAccountName = 'stbackup${resourceToken}'
+// Known before the account exists, so the app's settings need not wait for the backup module (which
+// needs the app's identity): no cycle.
+var backupBlobEndpoint = empty(backupLocation) ? '' : 'https://${backupAccountName}.blob.${environment().suffixes.storage}/'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
@@ -88,6 +103,8 @@ module platform 'app/platform.bicep' = {
     renewalConfigPath: renewalConfigPath
     issuerSecretSettings: issuerSecretSettings
     sweepSchedule: sweepSchedule
+    backupBlobEndpoint: backupBlobEndpoint
+    backupSchedule: backupSchedule
     logLevel: logLevel
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
@@ -108,6 +125,19 @@ module alerts 'app/alerts.bicep' = {
   dependsOn: [
     platform
   ]
+}
+
+// The backup archive in a second region (docs/disaster-recovery.md), when backupLocation is set.
+module backup 'app/backup.bicep' = if (!empty(backupLocation)) {
+  name: 'backup-${resourceToken}'
+  scope: rg
+  params: {
+    location: backupLocation
+    tags: tags
+    accountName: backupAccountName
+    principalId: platform.outputs.identityPrincipalId
+    retentionDays: backupRetentionDays
+  }
 }
 
 // Each certificate vault, in its own resource group (and subscription): Certificates Officer for
@@ -160,4 +190,5 @@ output RENEWAL_FUNCTION_APP_ID string = platform.outputs.functionAppId
 output RENEWAL_IDENTITY_CLIENT_ID string = platform.outputs.identityClientId
 output RENEWAL_STORAGE_ACCOUNT_NAME string = platform.outputs.storageAccountName
 output RENEWAL_DEADLETTER_STORAGE_ID string = platform.outputs.storageAccountId
+output RENEWAL_BACKUP_STORAGE string = backupBlobEndpoint
 output RENEWAL_EVENTGRID_SYSTEM_TOPIC_IDS array = [for (vaultId, i) in certificateVaultIds: certificateVaults[i].outputs.systemTopicId]

@@ -41,6 +41,15 @@ class VaultConfig(_Strict):
         return value.rstrip("/")
 
 
+class RecoveryVaultConfig(_Strict):
+    """A vault restores and drills may write into; the service never sweeps or renews it."""
+
+    name: str = Field(pattern=r"^[0-9a-zA-Z-]{3,24}$")
+    url: str
+
+    _https = field_validator("url")(VaultConfig._https.__func__)  # type: ignore[attr-defined]
+
+
 class RouteConfig(_Strict):
     issuer: str
     match: str = "*"
@@ -134,6 +143,8 @@ class RenewalConfig(_Strict):
     compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
     configuration_vault: str | None = None
     """URL of the vault holding issuer credentials: the only vault the service reads secrets from."""
+    recovery_vaults: list[RecoveryVaultConfig] = Field(default_factory=list)
+    """Restore and drill targets that are not certificate vaults (a drill vault, a standby region's vault)."""
 
     def vault(self, name: str) -> VaultConfig | None:
         return next((v for v in self.vaults if v.name == name), None)
@@ -195,6 +206,14 @@ def cross_reference_problems(data: Mapping[str, Any]) -> list[str]:
                 if kind == "routes":
                     need(f"routes[{i}].issuer", item.get("issuer"), known, "issuer")
                 need(f"{kind}[{i}].vault", item.get("vault"), set(vault_names), "vault")
+    recovery = data.get("recovery_vaults")
+    for i, r in enumerate(recovery if isinstance(recovery, list) else []):
+        if isinstance(r, dict) and r.get("name") in vault_names:
+            problems.append(f"recovery_vaults[{i}].name: {r['name']!r} is already a certificate vault")
+        if isinstance(r, dict) and isinstance(r.get("url"), str):
+            urls = {urlparse(v["url"]).netloc for v in vaults if isinstance(v, dict) and isinstance(v.get("url"), str)}
+            if urlparse(r["url"]).netloc in urls:
+                problems.append(f"recovery_vaults[{i}].url: a certificate vault cannot also be a recovery vault")
     cfg = data.get("configuration_vault")
     if isinstance(cfg, str) and cfg:
         cfg_host = urlparse(cfg).hostname

@@ -112,6 +112,19 @@ class StoreUnavailable(StoreError):
     """5xx or a failed connection: the service may answer on a later try."""
 
 
+class RestoreRefused(StoreError):
+    """Key Vault refused a restore: the name exists (live or soft-deleted), or the target vault is in
+    another subscription or geography than the backup's vault; carries the service message."""
+
+
+class BackupRaced(StoreError):
+    """The certificate changed while it was being backed up; the next try backs up the new state."""
+
+
+class BackupMissing(NotFound):
+    """No backup of the named certificate (or version) in the backup archive."""
+
+
 # -- the renewal flow --------------------------------------------------------------------------------
 class RenewalFailed(RenewalError):
     """The job did not succeed; the ledger row holds the reason. ``permanent`` means a retry will not

@@ -43,6 +43,9 @@ RENEWALS = "renewal.renewals"
 CA_DURATION = "renewal.ca.request.duration"
 EVENT_TO_MERGE = "renewal.event_to_merge.duration"
 POISON_DEPTH = "renewal.poison_queue.depth"
+BACKUPS = "renewal.backups"
+BACKUP_RECOVERY_POINT = "renewal.backup.recovery_point"
+BACKUP_OVERDUE_HOURS = 24
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class _Registry:
             from opentelemetry import metrics as otel
         except ImportError:
             null = _Null()
-            return {RENEWALS: null, CA_DURATION: null, EVENT_TO_MERGE: null}
+            return {RENEWALS: null, CA_DURATION: null, EVENT_TO_MERGE: null, BACKUPS: null, BACKUP_RECOVERY_POINT: null}
         meter = (meter_provider or otel.get_meter_provider()).get_meter(METER_NAME)
         meter.create_observable_gauge(EXPIRATION, [self._observe_expiration], unit="s", description=_doc(EXPIRATION))
         meter.create_observable_gauge(RENEWAL_AT, [self._observe_renew_at], unit="s", description=_doc(RENEWAL_AT))
@@ -90,6 +93,10 @@ class _Registry:
             RENEWALS: meter.create_counter(RENEWALS, unit="{renewal}", description=_doc(RENEWALS)),
             CA_DURATION: meter.create_histogram(CA_DURATION, unit="s", description=_doc(CA_DURATION)),
             EVENT_TO_MERGE: meter.create_histogram(EVENT_TO_MERGE, unit="s", description=_doc(EVENT_TO_MERGE)),
+            BACKUPS: meter.create_counter(BACKUPS, unit="{backup}", description=_doc(BACKUPS)),
+            BACKUP_RECOVERY_POINT: meter.create_histogram(
+                BACKUP_RECOVERY_POINT, unit="s", description=_doc(BACKUP_RECOVERY_POINT)
+            ),
         }
 
     def get(self, name: str) -> Any:
@@ -143,6 +150,9 @@ _DOCS = {
     CA_DURATION: "Duration of one CA sign call, by issuer and outcome.",
     EVENT_TO_MERGE: "Time from the trigger (event, sweep or operator) to the merge of the new version.",
     POISON_DEPTH: "Messages waiting in a poison queue (failed work to replay).",
+    BACKUPS: "Backups of certificate versions, by vault and outcome (written, failed, overdue: a version older "
+    "than a day that has no backup).",
+    BACKUP_RECOVERY_POINT: "Time from a version's creation to its backup in the archive.",
 }
 
 
@@ -198,6 +208,19 @@ def renewal_merged(job: Any, issuer: str, started_at: dt.datetime | None, now: d
     since = [t for t in (job.enqueued_at, started_at) if t is not None]
     if since:
         _registry.get(EVENT_TO_MERGE).record(max(0.0, (now - min(since)).total_seconds()), {"issuer": issuer})
+
+
+def backup_written(vault: str, seconds_after_version: float | None) -> None:
+    _registry.get(BACKUPS).add(1, {"vault": vault, "outcome": "written"})
+    if seconds_after_version is not None:
+        _registry.get(BACKUP_RECOVERY_POINT).record(max(0.0, seconds_after_version), {"vault": vault})
+        if seconds_after_version > BACKUP_OVERDUE_HOURS * 3600:
+            _registry.get(BACKUPS).add(1, {"vault": vault, "outcome": "overdue"})
+
+
+def backup_failed(vault: str, *, overdue: bool) -> None:
+    """A backup try failed; ``overdue`` when the version it was for is older than a day (the alert's case)."""
+    _registry.get(BACKUPS).add(1, {"vault": vault, "outcome": "overdue" if overdue else "failed"})
 
 
 _CA_OUTCOMES = {"IssuancePending": "pending", "PermanentCAError": "permanent", "TransientCAError": "transient"}

@@ -263,6 +263,8 @@ class CertificateListing:
     tags: dict[str, str] = field(default_factory=dict)
     pending: bool = False
     """True when the list item exists only as a pending operation (no completed version yet)."""
+    thumbprint: str | None = None
+    """SHA-1 of the current version's DER (lower-case hex, from the list's ``x5t``); None when pending."""
 
 
 @dataclass(frozen=True)
@@ -412,3 +414,21 @@ class LedgerRow:
     def abandon(self, note: str, now: dt.datetime) -> None:
         self.state, self.updated_at = AttemptState.ABANDONED, now
         self.error = f"{self.error or 'interrupted'}; {note}"
+
+
+@dataclass(frozen=True)
+class BackupEntry:
+    """One Key Vault backup blob in the backup archive: written when ``version`` was the certificate's
+    current version (the blob itself holds every version, key and policy, encrypted by Key Vault)."""
+
+    vault: str
+    name: str
+    version: str
+    thumbprint: str
+    """SHA-1 hex of ``version``'s certificate: what a restore must bring back as the current version."""
+    backed_up_at: dt.datetime
+    not_after: dt.datetime | None = None
+
+    @property
+    def blob_name(self) -> str:
+        return f"{self.vault}/{self.name}/{self.version}.kvbackup"

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from renewal.model import (
     AttemptState,
+    BackupEntry,
     CertificateListing,
     CertificateVersion,
     DeploymentNotice,
@@ -40,6 +41,36 @@ class CertificateStore(Protocol):
     def list_versions(self, name: str) -> Iterator[CertificateListing]: ...
     def update_tags(self, name: str, version: str, tags: dict[str, str]) -> None: ...
     def update_policy(self, name: str, policy: PolicySpec) -> None: ...
+    def backup(self, name: str) -> bytes:
+        """Key Vault's opaque backup of every version, key and policy; CertificateGone when absent."""
+        ...
+
+
+class RecoveryTarget(Protocol):
+    """A vault restores and drills write into (a certificate vault, or a recovery vault of the config).
+
+    restore raises RestoreRefused (the name exists, live or soft-deleted; another subscription or
+    geography); both may raise KeyVaultThrottled and StoreUnavailable."""
+
+    vault: str
+
+    def restore(self, backup: bytes) -> CertificateVersion: ...
+    def get_current(self, name: str) -> CertificateVersion | None: ...
+    def delete_and_purge(self, name: str) -> None: ...
+
+
+class BackupArchive(Protocol):
+    """Backup blobs, kept in a storage account in another region; written once, never overwritten.
+    Every method may raise StoreUnavailable."""
+
+    def put(self, entry: BackupEntry, backup: bytes) -> bool:
+        """Write one backup; False (and nothing written) when this version's backup already exists."""
+        ...
+
+    def entries(self, vault: str | None = None, name: str | None = None) -> Iterator[BackupEntry]: ...
+    def read(self, entry: BackupEntry) -> bytes: ...
+    def record_drill(self, report: dict[str, Any]) -> None: ...
+    def last_drill(self) -> dict[str, Any] | None: ...
 
 
 class JobQueue(Protocol):

@@ -21,6 +21,7 @@ from renewal.flow.sweep import Sweep, SweepReport
 from renewal.model import DeploymentNotice, RenewalJob, utcnow
 from renewal.observability import log_event
 from renewal.ports import (
+    BackupArchive,
     CertificateStore,
     ClaimStore,
     DeadLetterStore,
@@ -29,13 +30,16 @@ from renewal.ports import (
     Ledger,
     NoticeQueue,
     PoisonQueueStore,
+    RecoveryTarget,
 )
 
 if TYPE_CHECKING:
     from cryptography import x509
 
     from ca_clients import CAClient, SecretResolver
+    from renewal.flow.backup import BackupSweepReport
     from renewal.flow.replay import ReplayResult
+    from renewal.operations.recovery import DrillReport, Restored
     from renewal.operations.status import FailureReport
 
 log = logging.getLogger("renewal.service")
@@ -193,6 +197,36 @@ class RenewalService:
             for d in self.config.deployers
         ]
 
+    @cached_property
+    def backups(self) -> BackupArchive | None:
+        """The backup archive in another region; None when RENEWAL_BACKUP_STORAGE is not set."""
+        if not self._setting(settings.BACKUP_STORAGE):
+            return None
+        from renewal.azure.backups import BlobBackupArchive
+
+        return BlobBackupArchive.from_settings(self.environ, self._setting(settings.STORAGE_CLIENT_ID) or None)
+
+    def _archive(self) -> BackupArchive:
+        if self.backups is None:
+            from renewal.errors import StorageNotConfigured
+
+            raise StorageNotConfigured(settings.BACKUP_STORAGE.name, "not set: there is no backup archive")
+        return self.backups
+
+    def recovery_target(self, vault: str) -> RecoveryTarget:
+        """A certificate vault, or a recovery vault of the config: the only vaults a restore may write to."""
+        if vault in self.stores:
+            return self.stores[vault]  # type: ignore[return-value]
+        recovery = next((v for v in self.config.recovery_vaults if v.name == vault), None)
+        if recovery is None:
+            known = sorted([*self.stores, *(v.name for v in self.config.recovery_vaults)])
+            raise NotFound("to", f"{vault!r} is neither a certificate vault nor a recovery vault; configured: {known}")
+        from renewal.azure.keyvault import open_store
+
+        verify = self._setting(settings.KEYVAULT_CA_BUNDLE) or None
+        options = {k: v for k, v in self._keyvault_options.items() if k in ("sleep", "throttle_retries")}
+        return open_store(recovery.name, recovery.url, self.keyvault_credential, connection_verify=verify, **options)
+
     # -- issuers --------------------------------------------------------------------------------------
     def issuer(self, name: str) -> CAClient:
         """The CA client for a configured issuer (with its fallbacks), built on first use."""
@@ -338,4 +372,31 @@ class RenewalService:
         if store is None:
             raise NotFound("vault", f"{claim.vault!r} is not configured")
         notice = confirmed_notice(claim, self.ledger, store)
-        return deliver_notice(notice, self.deployers) if notice is not None else []
+        if notice is None:
+            return []
+        if self.backups is not None:
+            from renewal.flow.backup import back_up
+
+            back_up(store, self.backups, notice.name, notice.new_version, clock=self.clock)
+        return deliver_notice(notice, self.deployers)
+
+    # -- disaster recovery ----------------------------------------------------------------------------
+    def back_up_estate(self) -> BackupSweepReport:
+        from renewal.flow.backup import back_up_estate
+
+        return back_up_estate(self.stores, self._archive(), clock=self.clock)
+
+    def restore(self, vault: str, name: str, *, to: str, version: str | None = None) -> Restored:
+        from renewal.operations.recovery import find_backup, restore
+
+        archive = self._archive()
+        return restore(archive, self.recovery_target(to), find_backup(archive, vault, name, version))
+
+    def drill(self, *, to: str, sample: int | None = None) -> DrillReport:
+        from renewal.operations.recovery import drill
+
+        if to in self.stores:
+            from renewal.errors import Rejected
+
+            raise Rejected("to", f"{to!r} is a certificate vault; a drill restores into a vault of its own")
+        return drill(self._archive(), self.ledger, self.recovery_target(to), sample=sample, clock=self.clock)

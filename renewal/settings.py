@@ -75,6 +75,18 @@ EASY_AUTH = Setting(
     "header trusted. The platform sets it: never an app setting of ours.",
 )
 
+BACKUP_STORAGE = Setting(
+    "RENEWAL_BACKUP_STORAGE",
+    "",
+    "Blob endpoint of the backup storage account in another region (the app's identity writes there), or "
+    "locally a connection string; empty = no backups.",
+)
+BACKUP_SCHEDULE = Setting(
+    "RENEWAL_BACKUP_SCHEDULE",
+    "0 0 4 * * 0",
+    "NCRONTAB of the weekly backup of certificates the service did not renew (UTC).",
+)
+
 ALL: tuple[Setting, ...] = (
     STORAGE,
     STORAGE_CLIENT_ID,
@@ -93,6 +105,8 @@ ALL: tuple[Setting, ...] = (
     METRICS_EXPORTER,
     DASHBOARD_SECRET,
     EASY_AUTH,
+    BACKUP_STORAGE,
+    BACKUP_SCHEDULE,
 )
 
 # Settings the platform sets by itself; infra/ must not set them.
@@ -117,6 +131,8 @@ LEDGER_TABLE = "renewals"
 CREATE_BUDGET_TABLE = "createbudget"
 CLAIMS_CONTAINER = "renewal-claims"
 DEADLETTER_CONTAINER = "eventgrid-deadletter"
+BACKUP_CONTAINER = "certificate-backups"
+"""In the backup account (RENEWAL_BACKUP_STORAGE), not the app's own."""
 MAX_DEQUEUE_COUNT = 5
 # Key Vault's service limit on certificate creates (software keys; HSM vaults allow 10).
 KEYVAULT_CREATE_LIMIT = 20

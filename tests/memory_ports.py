@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import hashlib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from renewal.errors import CertificateGone, KeyVaultThrottled, MergeRejected, PendingOperationExists
 from renewal.model import (
+    BackupEntry,
     CertificateListing,
     CertificateVersion,
     DeploymentNotice,
@@ -90,7 +92,15 @@ class MemoryStore:
         for name, versions in self.versions.items():
             v = versions[-1]
             yield CertificateListing(
-                self.vault, name, v.version, True, v.not_before, v.expires_on, v.created_on, v.tags
+                self.vault,
+                name,
+                v.version,
+                True,
+                v.not_before,
+                v.expires_on,
+                v.created_on,
+                v.tags,
+                thumbprint=hashlib.sha1(v.cer).hexdigest(),
             )
 
     def get_current(self, name: str) -> CertificateVersion | None:
@@ -154,6 +164,42 @@ class MemoryStore:
 
     def update_policy(self, name: str, policy: PolicySpec) -> None:
         self.policies[name] = policy
+
+    def backup(self, name: str) -> bytes:
+        self._call("backup")
+        if name not in self.versions:
+            raise CertificateGone(name)
+        self.on_backup(name)
+        return b"opaque:" + ",".join(v.version for v in self.versions[name]).encode()
+
+    def on_backup(self, name: str) -> None:
+        """Tests replace it to change the certificate while Key Vault takes its backup."""
+
+
+@dataclass
+class MemoryArchive:
+    blobs: dict[str, tuple[BackupEntry, bytes]] = field(default_factory=dict)
+    drills: list[dict[str, Any]] = field(default_factory=list)
+
+    def put(self, entry: BackupEntry, backup: bytes) -> bool:
+        if entry.blob_name in self.blobs:
+            return False
+        self.blobs[entry.blob_name] = (entry, backup)
+        return True
+
+    def entries(self, vault: str | None = None, name: str | None = None) -> Iterator[BackupEntry]:
+        for entry, _ in list(self.blobs.values()):
+            if (vault is None or entry.vault == vault) and (name is None or entry.name == name):
+                yield entry
+
+    def read(self, entry: BackupEntry) -> bytes:
+        return self.blobs[entry.blob_name][1]
+
+    def record_drill(self, report: dict[str, Any]) -> None:
+        self.drills.append(report)
+
+    def last_drill(self) -> dict[str, Any] | None:
+        return self.drills[-1] if self.drills else None
 
 
 @dataclass

@@ -2,7 +2,8 @@
 // azure-monitor-opentelemetry sends to Application Insights as customMetrics (names unchanged):
 //   1. a certificate expires within 7 days and has not been renewed;
 //   2. renewals failed in the last hour;
-//   3. a poison queue is not empty (failed work waiting for `replay`).
+//   3. a poison queue is not empty (failed work waiting for `replay`);
+//   4. a certificate version has had no backup for more than a day.
 // Each fires to the action group given (none: the alert is still raised and shown in the portal).
 
 param location string
@@ -165,3 +166,48 @@ output alertRuleIds array = [
   renewalFailures.id
   poisonQueue.id
 ]
+
+// A version older than a day without a backup in the archive (the backup failed or came late), or a
+// backup that failed at all: the recovery point is slipping (docs/disaster-recovery.md).
+resource backupOverdue 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-renewal-backup-${resourceToken}'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Certificate version without a backup for more than a day'
+    description: 'renewal.backups with outcome overdue or failed: a new version is not in the backup archive. Check the deployments poison queue and run `python -m renewal backup`.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P1D'
+    criteria: {
+      allOf: [
+        {
+          query: 'customMetrics | where name == "renewal.backups" | extend outcome = tostring(customDimensions.outcome), vault = tostring(customDimensions.vault) | where outcome in ("overdue", "failed") | summarize misses = sum(valueSum) by vault'
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'misses'
+          dimensions: [
+            {
+              name: 'vault'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: actions
+  }
+}

@@ -20,6 +20,10 @@ param renewalConfigPath string
 @description('[{ setting: APP_SETTING_NAME, secret: secret name in the configuration vault }]')
 param issuerSecretSettings array
 param sweepSchedule string
+
+@description('Blob endpoint of the backup archive in the second region; empty: no backups.')
+param backupBlobEndpoint string = ''
+param backupSchedule string
 param logLevel string
 param maximumInstanceCount int
 param instanceMemoryMB int
@@ -241,6 +245,8 @@ var serviceSettings = {
   RENEWAL_CONFIG: renewalConfig
   RENEWAL_CONFIG_PATH: renewalConfigPath
   RENEWAL_SWEEP_SCHEDULE: sweepSchedule
+  RENEWAL_BACKUP_STORAGE: backupBlobEndpoint
+  RENEWAL_BACKUP_SCHEDULE: backupSchedule
   RENEWAL_KEYVAULT_CREDENTIAL: 'managed-identity'
   RENEWAL_LOG_LEVEL: logLevel
   RENEWAL_METRICS_EXPORTER: 'auto'

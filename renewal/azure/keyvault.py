@@ -18,7 +18,15 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from renewal import settings
-from renewal.errors import CertificateGone, KeyVaultThrottled, MergeRejected, PendingOperationExists, StoreUnavailable
+from renewal.errors import (
+    CertificateGone,
+    KeyVaultThrottled,
+    MergeRejected,
+    PendingOperationExists,
+    RestoreRefused,
+    StoreError,
+    StoreUnavailable,
+)
 from renewal.model import (
     CertificateListing,
     CertificateVersion,
@@ -273,6 +281,7 @@ class KeyVaultCertificateStore:
             created_on=when("created"),
             tags=dict(item.get("tags") or {}),
             pending=item.get("x5t") is None and expires_on is None,
+            thumbprint=_x5t_hex(item.get("x5t")),
         )
 
     def list_versions(self, name: str) -> Iterator[CertificateListing]:
@@ -405,6 +414,56 @@ class KeyVaultCertificateStore:
         except ResourceNotFoundError as exc:
             raise CertificateGone(f"{self.vault}/{name}: certificate not found") from exc
 
+    # -- backup and restore (disaster recovery) --------------------------------------------------------
+    def backup(self, name: str) -> bytes:
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+        try:
+            return self._call("backup", lambda: self._client.backup_certificate(name))
+        except ResourceNotFoundError as exc:
+            raise CertificateGone(f"{self.vault}/{name}: certificate not found") from exc
+        except HttpResponseError as exc:  # 403: the identity lacks certificates/backup (a role to fix, then replay)
+            raise StoreError(f"{self.vault}/{name}: Key Vault refused the backup: {exc.message}") from exc
+
+    def restore(self, backup: bytes) -> CertificateVersion:
+        from azure.core.exceptions import HttpResponseError
+
+        try:
+            restored = self._call("restore", lambda: self._client.restore_certificate_backup(backup))
+        except HttpResponseError as exc:
+            if exc.status_code in (400, 409):
+                raise RestoreRefused(f"{self.vault}: Key Vault refused the restore: {exc.message}") from exc
+            raise
+        # The answer is the restored current version (with its policy): no second read is needed.
+        if not restored.cer:
+            raise CertificateGone(f"{self.vault}/{restored.name}: restore answered without a certificate")
+        props = restored.properties
+        return CertificateVersion(
+            vault=self.vault,
+            name=restored.name or "",
+            version=props.version or "",
+            id=restored.id or "",
+            cer=bytes(restored.cer),
+            enabled=bool(props.enabled),
+            not_before=props.not_before,
+            expires_on=props.expires_on,
+            created_on=props.created_on,
+            tags=dict(props.tags or {}),
+        )
+
+    def delete_and_purge(self, name: str) -> None:
+        """Delete, wait for the soft delete, purge (drill copies only: a drill vault must allow purge)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self._call("delete", lambda: self._client.begin_delete_certificate(name).wait())
+        except ResourceNotFoundError:
+            pass
+        try:
+            self._call("purge", lambda: self._client.purge_deleted_certificate(name))
+        except ResourceNotFoundError:
+            return
+
     def import_certificate(
         self,
         name: str,
@@ -442,6 +501,16 @@ def open_store(vault: str, url: str, credential: Any, *, connection_verify: str 
     return KeyVaultCertificateStore(
         vault, client, throttle_retries=throttle_retries, sleep=sleep, create_pacer=create_pacer
     )
+
+
+def _x5t_hex(x5t: Any) -> str | None:
+    """``x5t`` (base64url SHA-1, unpadded) as lower-case hex, the thumbprint form notices carry."""
+    if not isinstance(x5t, str) or not x5t:
+        return None
+    try:
+        return base64.urlsafe_b64decode(x5t + "=" * (-len(x5t) % 4)).hex()
+    except ValueError:
+        return None
 
 
 def utc(value: dt.datetime | None) -> dt.datetime | None:

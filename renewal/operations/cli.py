@@ -1,4 +1,5 @@
-"""Operator CLI: ``python -m renewal sweep|renew|replay|status|report|adopt|import|check-config|demo``.
+"""Operator CLI: ``python -m renewal sweep|renew|replay|status|report|adopt|import|backup|restore|drill|
+check-config|demo``.
 
 Exit codes scripts can rely on: 0 success, 1 the work failed (or failures exist, for ``replay --list``),
 2 bad configuration or arguments, 3 the named vault or certificate does not exist.
@@ -331,6 +332,94 @@ def import_certificate(
         f"imported {vault}/{name} version {result.version} from {result.format.upper()} "
         f"(chain of {result.chain_length})"
     )
+
+
+@app.command()
+def backup(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Back up every current version not yet in the backup archive (what the weekly timer does)."""
+    from renewal.errors import StorageNotConfigured
+
+    service = _service()
+    try:
+        result = service.back_up_estate()
+    except StorageNotConfigured as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_CONFIG) from None
+    if as_json:
+        console.print_json(json.dumps({"backed_up": result.backed_up, "already": result.already,
+                                       "errors": result.errors}))  # fmt: skip
+    else:
+        console.print(f"backed up {len(result.backed_up)}, already in the archive {result.already}")
+        for problem in result.errors:
+            err.print(f"[red]{problem}[/red]")
+    raise typer.Exit(EXIT_FAILED if result.errors else EXIT_OK)
+
+
+@app.command()
+def restore(
+    vault: str,
+    name: str,
+    to: Annotated[str, typer.Option("--to", help="Certificate vault or recovery vault of the config.")],
+    version: Annotated[str | None, typer.Option("--version", help="The backup written when V was current.")] = None,
+) -> None:
+    """Restore VAULT/NAME from the backup archive into the vault named by --to (every version, key, policy)."""
+    from renewal.errors import NotFound, RestoreRefused, StorageNotConfigured, StoreError
+
+    service = _service()
+    try:
+        restored = service.restore(vault, name, to=to, version=version)
+    except StorageNotConfigured as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_CONFIG) from None
+    except NotFound as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_NOT_FOUND) from None
+    except RestoreRefused as exc:
+        err.print(f"[red]restore refused[/red]: {exc}")
+        raise typer.Exit(EXIT_FAILED) from None
+    except StoreError as exc:
+        err.print(f"[red]restore failed[/red]: {exc}")
+        raise typer.Exit(EXIT_FAILED) from None
+    state = "[green]matches[/green]" if restored.matches else f"[red]differs from {restored.entry.thumbprint}[/red]"
+    console.print(
+        f"restored {vault}/{name} into {to}: current version {restored.version}, thumbprint {restored.thumbprint} "
+        f"{state} (backup of {_when(restored.entry.backed_up_at)}, {restored.seconds:.2f}s)"
+    )
+    raise typer.Exit(EXIT_OK if restored.matches else EXIT_FAILED)
+
+
+@app.command()
+def drill(
+    to: Annotated[str, typer.Option("--to", help="A recovery vault of the config used only for drills.")],
+    sample: Annotated[int | None, typer.Option("--sample", min=1, help="Restore N random certificates.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Restore a sample of the newest backups into a drill vault, verify each one, time it, purge the copies."""
+    from renewal.errors import NotFound, Rejected, StoreError
+
+    service = _service()
+    try:
+        report = service.drill(to=to, sample=sample)
+    except StoreError as exc:
+        err.print(f"[red]drill failed[/red]: {exc}")
+        raise typer.Exit(EXIT_FAILED) from None
+    except NotFound as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_NOT_FOUND) from None
+    except Rejected as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_CONFIG) from None
+    if as_json:
+        console.print_json(json.dumps(report.as_dict(), default=str))
+    else:
+        verdict = "[green]passed[/green]" if report.passed else "[red]FAILED[/red]"
+        console.print(
+            f"drill into {to} {verdict}: {report.verified}/{report.sampled} verified, {report.purged} purged, "
+            f"{report.seconds:.1f}s in all ({report.restore_seconds:.1f}s restoring)"
+        )
+        for problem in report.problems:
+            err.print(f"[red]{problem}[/red]")
+    raise typer.Exit(EXIT_OK if report.passed else EXIT_FAILED)
 
 
 @app.command()

@@ -418,7 +418,7 @@ def check_storage_names(templates: Templates) -> list[str]:
         problems.append(f"tables {sorted(found['tables'])} != {sorted(tables)}")
     # The Flex deployment container is the only other one (its name is computed).
     named = {c for c in found["containers"] if not c.startswith(("app-package", "deploymentContainerName"))}
-    expected_containers = {settings.CLAIMS_CONTAINER, settings.DEADLETTER_CONTAINER}
+    expected_containers = {settings.CLAIMS_CONTAINER, settings.DEADLETTER_CONTAINER, settings.BACKUP_CONTAINER}
     if named != expected_containers:
         problems.append(f"containers {sorted(named)} != {sorted(expected_containers)}")
     # Every literal the dead-letter role and subscription use must be the same container.

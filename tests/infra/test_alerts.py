@@ -1,4 +1,4 @@
-"""infra/app/alerts.bicep: three alert rules over the service's metrics, each with a threshold, a window
+"""infra/app/alerts.bicep: four alert rules over the service's metrics, each with a threshold, a window
 and the action group, wired from main.bicep."""
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ def check_alerts(templates: t.Templates) -> list[str]:
     elif "actionGroupId" not in wired[0]["body"].get("params", {}):
         problems.append("main.bicep does not pass actionGroupId to the alerts")
     rules = {r.symbol: r.body for r in t.resources(t.parse(templates[ALERTS])) if r.type == RULE and not r.existing}
-    if len(rules) != 3:
-        problems.append(f"expected 3 alert rules, found {sorted(rules)}")
+    if len(rules) != 4:
+        problems.append(f"expected 4 alert rules, found {sorted(rules)}")
     wanted = {
         "expiring": (metrics.EXPIRATION, "now(7d)"),
         "failures": (metrics.RENEWALS, '"failed"'),
         "poison": (metrics.POISON_DEPTH, "-poison"),
+        "backup": (metrics.BACKUPS, '"overdue"'),
     }
     for key, needles in wanted.items():
         matching = [b for b in rules.values() if all(n in str(b) for n in needles)]
@@ -50,13 +51,18 @@ def check_alerts(templates: t.Templates) -> list[str]:
 TEMPLATES = t.load_templates()
 
 
-def test_three_alert_rules_with_threshold_window_and_action_group():
+def test_four_alert_rules_with_threshold_window_and_action_group():
     assert check_alerts(TEMPLATES) == []
     doc = t.parse(TEMPLATES[ALERTS])
     assert "actionGroupId" in doc["parameters"]
     assert "actionGroupId" in str(doc["variables"]["actions"])
     windows = {r.symbol: r.body["properties"]["windowSize"] for r in t.resources(doc) if r.type == RULE}
-    assert windows == {"expiringNotRenewed": "P1D", "renewalFailures": "PT1H", "poisonQueue": "PT1H"}
+    assert windows == {
+        "expiringNotRenewed": "P1D",
+        "renewalFailures": "PT1H",
+        "poisonQueue": "PT1H",
+        "backupOverdue": "P1D",
+    }
 
 
 @pytest.mark.parametrize(

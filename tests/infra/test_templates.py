@@ -14,6 +14,7 @@ TEMPLATES = t.load_templates()
 CERT_VAULT = "app/certificate-vault.bicep"
 CONFIG_VAULT = "app/config-vault.bicep"
 PLATFORM = "app/platform.bicep"
+BACKUP = "app/backup.bicep"
 EVENT_SUB = "app/event-subscription.bicep"
 VAULT_LOCATION = "app/vault-location.bicep"
 
@@ -63,7 +64,24 @@ def test_the_expected_role_assignments_are_present():
         (PLATFORM, t.TABLE_DATA_CONTRIBUTOR),
         (PLATFORM, t.METRICS_PUBLISHER),
         ("app/deadletter-access.bicep", t.BLOB_DATA_CONTRIBUTOR),
+        (BACKUP, t.BLOB_DATA_CONTRIBUTOR),
     }
+
+
+def test_the_backup_archive_is_in_its_own_region_immutable_and_written_only_through_its_container():
+    main = t.parse(TEMPLATES[t.MAIN])
+    (module,) = [m for m in t.modules(main).values() if m["path"] == BACKUP]
+    assert module["body"]["config"]["params"]["location"] == "backupLocation"  # never the app's own region
+    assert "backupLocation" in str(module["body"]["condition"])  # no archive without a region for it
+    doc = t.parse(TEMPLATES[BACKUP])
+    kinds = {r.type: r.body for r in t.resources(doc)}
+    policy = kinds["Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies"]
+    assert policy["properties"]["immutabilityPeriodSinceCreationInDays"] == "retentionDays"
+    assert policy["properties"]["allowProtectedAppendWrites"] is False
+    account = kinds["Microsoft.Storage/storageAccounts"]["properties"]
+    assert account["allowSharedKeyAccess"] is False and account["allowBlobPublicAccess"] is False
+    (grant,) = [g for g in t.role_grants(TEMPLATES) if g.file == BACKUP]
+    assert grant.scope_type == "Microsoft.Storage/storageAccounts/blobServices/containers"
 
 
 @pytest.mark.parametrize(
@@ -75,6 +93,8 @@ def test_the_expected_role_assignments_are_present():
         (PLATFORM, "scope: appInsights", "scope: storage"),
         # The topic's Blob Data Contributor on the whole account instead of the container.
         ("app/deadletter-access.bicep", "scope: deadLetterContainer", "scope: storage"),
+        # The app's backup writes on the whole backup account instead of its container.
+        ("app/backup.bicep", "scope: backupContainer", "scope: backupStorage"),
         # A role id that is not a literal.
         (
             CERT_VAULT,

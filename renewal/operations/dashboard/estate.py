@@ -15,7 +15,14 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from renewal import metrics
-from renewal.model import FAILING_STATES, IN_FLIGHT_STATES, AttemptState, CertificateListing, LedgerRow
+from renewal.model import (
+    FAILING_STATES,
+    IN_FLIGHT_STATES,
+    AttemptState,
+    BackupEntry,
+    CertificateListing,
+    LedgerRow,
+)
 from renewal.operations.compliance import Finding, rules_for
 from renewal.operations.dashboard.recent_reads import POLICY_TTL, ReadCounts, recent_reads
 from renewal.operations.inventory import InventoryBuilder, InventoryEntry, LastRenewal
@@ -86,6 +93,8 @@ class Estate:
     errors: list[str] = field(default_factory=list)
     reads: ReadCounts = field(default_factory=ReadCounts)
     reuse_seconds: float = POLICY_TTL
+    backups_configured: bool = False
+    last_drill: dict[str, Any] | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -143,13 +152,22 @@ def gather(service: RenewalService) -> Estate:
         metrics.observe_certificate(entry, entry.decision, entry.issuer, now)
         rows.append(CertificateRow(entry, state_of(entry, now), tuple(report.by_certificate.get(entry.key, ()))))
     rows.sort(key=lambda r: (r.expires_on or now, r.vault, r.name))
+    errors = list(inventory.errors)
+    last_drill = None
+    if service.backups is not None:
+        try:
+            last_drill = service.backups.last_drill()
+        except Exception as exc:  # noqa: BLE001 - the archive being unreachable must not hide the estate
+            errors.append(f"backup archive: {exc}")
     return Estate(
         now=now,
         certificates=rows,
         failures=service.failures(),
         weeks=weekly(rows, now),
-        errors=list(inventory.errors),
+        errors=errors,
         reads=reads,
+        backups_configured=service.backups is not None,
+        last_drill=last_drill,
     )
 
 
@@ -158,6 +176,8 @@ class CertificateDetail:
     row: CertificateRow
     versions: list[CertificateListing]
     ledger: list[LedgerRow]
+    backups: list[BackupEntry] | None = None
+    """Newest first; None when no backup archive is configured."""
 
     @property
     def vault(self) -> str:
@@ -199,4 +219,7 @@ def certificate(service: RenewalService, vault: str, name: str) -> CertificateDe
         # The read failed: judge the newest version's listed attributes instead, and keep the error.
         entry = replace(entry_of(versions[0], read_certificates=False), read_error=entry.read_error)
     findings = tuple(rules_for(service).check(entry))
-    return CertificateDetail(CertificateRow(entry, state_of(entry, now), findings), versions, history)
+    backups = None
+    if service.backups is not None:
+        backups = sorted(service.backups.entries(vault, name), key=lambda b: b.backed_up_at, reverse=True)
+    return CertificateDetail(CertificateRow(entry, state_of(entry, now), findings), versions, history, backups)

@@ -215,6 +215,27 @@ def overview(estate: Estate, links: Links, *, csrf: str, message: str | None = N
         + "</section>"
     )
     out.append(failures(estate, links, csrf=csrf))
+    out.append(_drill_section(estate))
+    return "".join(out)
+
+
+def _drill_section(estate: Estate) -> str:
+    out = ['<section aria-labelledby="h-backups" id="backups"><h2 id="h-backups">Backups</h2>']
+    drill = estate.last_drill
+    if not estate.backups_configured:
+        out.append('<p class="note">No backup archive is configured (RENEWAL_BACKUP_STORAGE).</p>')
+    elif drill is None:
+        out.append('<p class="note error" id="last-drill">No restore drill on record: run <code>python -m renewal '
+                   "drill</code>.</p>")  # fmt: skip
+    else:
+        verdict = "passed" if drill.get("passed") else "FAILED"
+        css = "" if drill.get("passed") else " error"
+        out.append(
+            f'<p class="note{css}" id="last-drill">Last restore drill {escape(str(drill.get("finished_at", "")))} '
+            f"into {escape(str(drill.get('drill_vault', '')))}: {verdict}, {drill.get('verified', 0)} of "
+            f"{drill.get('sampled', 0)} verified in {float(drill.get('seconds', 0.0)):.1f} s.</p>"
+        )
+    out.append("</section>")
     return "".join(out)
 
 
@@ -377,6 +398,27 @@ def certificate(detail: CertificateDetail, links: Links) -> str:
         )
     )
     out.append("</section>")
+    if detail.backups is not None:
+        live = current.version if current is not None else entry.version
+        out.append('<section aria-labelledby="h-backups" id="backups"><h2 id="h-backups">Backups</h2>')
+        if not any(b.version == live for b in detail.backups):
+            out.append('<p class="note error" role="alert">The live version has no backup yet.</p>')
+        out.append(
+            _table(
+                f"{len(detail.backups)} backups, newest first",
+                ["version", "backed up", "thumbprint", "live"],
+                (
+                    [
+                        f"<code>{escape(b.version)}</code>",
+                        _t(b.backed_up_at),
+                        f"<code>{escape(b.thumbprint)}</code>",
+                        "live" if b.version == live else "",
+                    ]
+                    for b in detail.backups
+                ),
+            )
+        )
+        out.append("</section>")
     out.append('<section aria-labelledby="h-ledger" id="ledger"><h2 id="h-ledger">Ledger</h2>')
     out.append(
         _table(
