@@ -16,12 +16,10 @@ Only DNS identifiers are supported: CSRs with IP, email or URI SANs are refused 
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import email.utils
 import hashlib
 import logging
-import math
 import os
 import threading
 import time
@@ -31,7 +29,7 @@ from typing import Any, Literal
 
 import josepy as jose
 import requests
-from acme import challenges, errors, messages
+from acme import challenges, crypto_util, errors, messages
 from acme import client as acme_client
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -47,12 +45,14 @@ from .acme_dns import (
     build_solver,
     challenge_fqdn,
 )
+from .ari import ari_cert_id, explanation_url, parse_renewal_info
 from .base import (
     CAError,
     ClientContext,
     IssuancePending,
     IssuedChain,
     PermanentCAError,
+    RenewalInfo,
     SignRequest,
     TransientCAError,
 )
@@ -84,6 +84,14 @@ PERMANENT_CODES = frozenset(
     }
 )
 TRANSIENT_CODES = frozenset({"rateLimited", "serverInternal", "badNonce", "connection", "dns", "orderNotReady"})
+# A new order's ``replaces`` refused (RFC 9773 §5, §7.4): the order is placed again without it.
+REPLACES_REFUSED = frozenset({"alreadyReplaced", "malformed"})
+
+
+class _ReplacingOrder(messages.NewOrder):
+    """A new order that names the certificate it replaces (RFC 9773 §5)."""
+
+    replaces: str | None = jose.field("replaces", omitempty=True)
 
 
 class Config(BaseModel):
@@ -106,6 +114,11 @@ class Config(BaseModel):
     validation_timeout_seconds: float = Field(default=60.0, gt=0)
     finalize_wait_seconds: float = Field(default=5.0, ge=0, description="poll a processing order this long")
     pending_retry_seconds: float = Field(default=30.0, gt=0, description="delay when the CA gives no Retry-After")
+    renewal_info: bool = Field(
+        default=True,
+        description="use the CA's renewal information (RFC 9773 ARI) when its directory offers renewalInfo: "
+        "suggested renewal windows, and new orders that name the certificate they replace",
+    )
 
     @model_validator(mode="after")
     def _eab_pair(self) -> Config:
@@ -155,39 +168,6 @@ def _jwk_for(pem: str, field: str) -> tuple[jose.JWK, jose.JWASignature]:
     if isinstance(key, rsa.RSAPrivateKey):
         return jose.JWKRSA(key=key), jose.RS256
     raise PermanentCAError(f"{field}: the account key must be EC or RSA")
-
-
-def ari_cert_id(cert: x509.Certificate) -> str:
-    """RFC 9773 certificate identifier: base64url(AKI keyIdentifier) "." base64url(serial DER bytes)."""
-    try:
-        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
-    except x509.ExtensionNotFound:
-        aki = None
-    if not aki:
-        raise ValueError("certificate has no Authority Key Identifier; ARI cannot name it")
-    serial = cert.serial_number
-    # The DER INTEGER content: big-endian two's complement, with a leading 0x00 when the top bit is set.
-    serial_bytes = serial.to_bytes(math.ceil((serial.bit_length() + 1) / 8), "big", signed=True)
-
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-    return f"{b64(aki)}.{b64(serial_bytes)}"
-
-
-def parse_renewal_info(document: dict[str, Any]) -> tuple[dt.datetime, dt.datetime]:
-    """The ``suggestedWindow`` of an ARI response as aware UTC datetimes; ValueError if unusable."""
-    window = document.get("suggestedWindow") or {}
-    try:
-        start = dt.datetime.fromisoformat(str(window["start"]).replace("Z", "+00:00"))
-        end = dt.datetime.fromisoformat(str(window["end"]).replace("Z", "+00:00"))
-    except (KeyError, ValueError) as exc:
-        raise ValueError(f"renewal info has no usable suggestedWindow: {exc}") from exc
-    start = start if start.tzinfo else start.replace(tzinfo=dt.UTC)
-    end = end if end.tzinfo else end.replace(tzinfo=dt.UTC)
-    if end < start:
-        raise ValueError("renewal info window ends before it starts")
-    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
 def _retry_after_seconds(response: requests.Response | None, default: float) -> float:
@@ -262,16 +242,29 @@ class AcmeClient:
     def account_url(self) -> str | None:
         return self._account.uri if self._account else None
 
-    def renewal_window(self, cert: x509.Certificate) -> tuple[dt.datetime, dt.datetime] | None:
-        """The CA's suggested renewal window (RFC 9773 ARI), or None when the CA offers no ARI."""
+    def offers_renewal_info(self) -> bool:
+        """Whether the CA publishes renewal information (RFC 9773): its directory has ``renewalInfo`` and this
+        issuer's configuration does not turn ARI off. Fetches the directory once per client."""
+        if not self.config.renewal_info:
+            return False
+        return bool(self._renewal_info_base())
+
+    def renewal_info(self, certificate: x509.Certificate | str) -> RenewalInfo | None:
+        """The CA's suggested renewal window for a certificate or its RFC 9773 identifier, with the answer's
+        Retry-After and explanationURL; None when the CA offers no ARI or does not know the certificate (404).
+        A 5xx, a timeout or an unusable answer is a TransientCAError, another 4xx a PermanentCAError."""
+        if not self.config.renewal_info:
+            return None
+        cert_id = certificate if isinstance(certificate, str) else ari_cert_id(certificate)
         try:
-            directory = self._get_directory()
-            base = directory.to_partial_json().get("renewalInfo")
+            base = self._renewal_info_base()
             if not base:
                 return None
-            url = f"{str(base).rstrip('/')}/{ari_cert_id(cert)}"
             response = self._network().session.get(
-                url, timeout=self.timeout, verify=self.config.ca_bundle or True, headers={"User-Agent": USER_AGENT}
+                f"{base.rstrip('/')}/{cert_id}",
+                timeout=self.timeout,
+                verify=self.config.ca_bundle or True,
+                headers={"User-Agent": USER_AGENT},
             )
         except CAError:
             raise
@@ -282,14 +275,46 @@ class AcmeClient:
             raise mapped from exc
         if response.status_code == 404:
             return None  # the CA does not know this certificate (issued elsewhere)
-        if response.status_code >= 500:
-            raise TransientCAError(f"renewal info answered {response.status_code}", issuer=self.name)
+        if response.status_code >= 500 or response.status_code == 429:
+            retry = _retry_after_seconds(response, 0)
+            raise TransientCAError(
+                f"renewal info answered {response.status_code}",
+                issuer=self.name,
+                retry_after=dt.timedelta(seconds=retry) if retry else None,
+            )
         if not response.ok:
             raise PermanentCAError(f"renewal info answered {response.status_code}", issuer=self.name)
         try:
-            return parse_renewal_info(response.json())
+            document = response.json()
+            start, end = parse_renewal_info(document)
         except ValueError as exc:
             raise TransientCAError(str(exc), issuer=self.name) from exc
+        retry_after = _retry_after_seconds(response, -1.0) if response.headers.get("Retry-After") else -1.0
+        return RenewalInfo(
+            cert_id=cert_id,
+            start=start,
+            end=end,
+            retry_after=dt.timedelta(seconds=retry_after) if retry_after >= 0 else None,
+            explanation_url=explanation_url(document),
+        )
+
+    def renewal_window(self, cert: x509.Certificate) -> tuple[dt.datetime, dt.datetime] | None:
+        """The CA's suggested renewal window (RFC 9773 ARI) as ``(start, end)``, or None when the CA offers
+        no ARI or does not know the certificate."""
+        info = self.renewal_info(cert)
+        return (info.start, info.end) if info is not None else None
+
+    def _renewal_info_base(self) -> str | None:
+        try:
+            base = self._get_directory().to_partial_json().get("renewalInfo")
+        except CAError:
+            raise
+        except Exception as exc:
+            mapped = self._map_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        return str(base) if base else None
 
     # --- the order ------------------------------------------------------------------------------
 
@@ -320,7 +345,7 @@ class AcmeClient:
             else:
                 orderr = self._load_order(order_url, csr_pem, fields)
         if orderr is None:
-            orderr = self._new_order(csr_pem)
+            orderr = self._new_order(csr_pem, request.replaces, fields)
             self._log("acme.order.created", order_url=orderr.uri, **fields)
         return self._drive(orderr, _csr_digest(request.csr_der), fields)
 
@@ -338,9 +363,33 @@ class AcmeClient:
         if not _cn(csr.subject) and not (san and len(san)):
             raise PermanentCAError("the CSR names no DNS identifier", issuer=self.name)
 
-    def _new_order(self, csr_pem: bytes) -> messages.OrderResource:
+    def _new_order(self, csr_pem: bytes, replaces: str | None, fields: dict[str, Any]) -> messages.OrderResource:
+        """A new order; it names the certificate it replaces (RFC 9773 §5) only when the CA offers ARI. A CA
+        that refuses the ``replaces`` (``alreadyReplaced``, answered with 409, or ``malformed`` when it does not
+        know that certificate) gets the same order once more without it: a renewal never fails over it."""
+        if replaces and self.offers_renewal_info():
+            try:
+                return self._new_order_replacing(csr_pem, replaces)
+            except (messages.Error, errors.ConflictError) as exc:
+                code = "alreadyReplaced" if isinstance(exc, errors.ConflictError) else _problem_code(exc)
+                if code not in REPLACES_REFUSED:
+                    raise
+                self._log("acme.order.replaces_refused", replaces=replaces, reason=code, **fields)
         client = acme_client.ClientV2(self._get_directory(), self._network())
         return client.new_order(csr_pem, profile=self.config.profile)
+
+    def _new_order_replacing(self, csr_pem: bytes, replaces: str) -> messages.OrderResource:
+        csr = x509.load_pem_x509_csr(csr_pem)
+        names, addresses = crypto_util.get_identifiers_from_x509(csr.subject, csr.extensions)
+        identifiers = [messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in names]
+        identifiers += [messages.Identifier(typ=messages.IDENTIFIER_IP, value=str(a)) for a in addresses]
+        order = _ReplacingOrder(identifiers=identifiers, profile=self.config.profile or "", replaces=replaces)
+        response = self._post(self._get_directory()["newOrder"], order)
+        body = messages.Order.from_json(response.json())
+        # The authorizations are read by _authorize, from the order's URLs.
+        return messages.OrderResource(
+            body=body, uri=response.headers.get("Location"), authorizations=[], csr_pem=csr_pem
+        )
 
     def _load_order(self, url: str, csr_pem: bytes, fields: dict[str, Any]) -> messages.OrderResource | None:
         try:

@@ -8,7 +8,7 @@ accepted the request and will answer later), :class:`PermanentCAError` (the CA r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from cryptography import x509
@@ -36,6 +36,9 @@ class SignRequest:
     """The policy's validity wish; a CA may cap it."""
     ticket: dict[str, Any] | None = None
     """The resume ticket from an earlier :class:`IssuancePending`, or None on the first call."""
+    replaces: str | None = None
+    """RFC 9773 identifier of the certificate this one replaces (its predecessor at the same CA), or None.
+    Only ACME clients use it, as the new order's ``replaces``; every other client ignores it."""
 
     @property
     def csr(self) -> x509.CertificateSigningRequest:
@@ -111,6 +114,34 @@ class CAClient(Protocol):
     """The configured issuer name (the routing target), not the protocol."""
 
     def sign(self, request: SignRequest) -> IssuedChain: ...
+
+
+@dataclass(frozen=True)
+class RenewalInfo:
+    """A CA's suggested renewal window for one certificate (RFC 9773 ARI), as it answered."""
+
+    cert_id: str
+    start: datetime
+    end: datetime
+    """Aware UTC; ``end`` is after ``start``."""
+    retry_after: timedelta | None = None
+    """The answer's Retry-After: when to ask again (None when absent or unreadable; the caller chooses)."""
+    explanation_url: str | None = None
+
+
+@runtime_checkable
+class RenewalInfoProvider(Protocol):
+    """What a client offers besides ``sign`` when its CA publishes renewal information (ACME with ARI).
+    Both may raise :class:`TransientCAError` or :class:`PermanentCAError`."""
+
+    def offers_renewal_info(self) -> bool:
+        """Whether this CA publishes renewal information (the ACME directory has ``renewalInfo``)."""
+        ...
+
+    def renewal_info(self, certificate: x509.Certificate | str) -> RenewalInfo | None:
+        """The suggested window of a certificate (or of its RFC 9773 identifier); None when the CA offers
+        no ARI or does not know the certificate."""
+        ...
 
 
 class SecretResolver(Protocol):

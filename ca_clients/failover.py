@@ -14,7 +14,19 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .base import CAClient, ClientContext, IssuancePending, IssuedChain, PermanentCAError, SignRequest, TransientCAError
+from cryptography import x509
+
+from .base import (
+    CAClient,
+    ClientContext,
+    IssuancePending,
+    IssuedChain,
+    PermanentCAError,
+    RenewalInfo,
+    RenewalInfoProvider,
+    SignRequest,
+    TransientCAError,
+)
 from .registry import ConfigProblem, IssuerConfigError, build_client, validate_section
 
 TICKET_ISSUER = "issuer"
@@ -37,8 +49,9 @@ class FailoverClient:
             return self._resume(request, str(ticket[TICKET_ISSUER]), ticket.get(TICKET_INNER))
         failures: list[TransientCAError] = []
         for member in self.members:
-            # A ticket without an issuer predates failover; only the primary can own it.
-            attempt = request if member is self.members[0] else dataclasses.replace(request, ticket=None)
+            # A ticket without an issuer predates failover; only the primary can own it. The certificate being
+            # replaced is the primary CA's: another CA does not know it.
+            attempt = request if member is self.members[0] else dataclasses.replace(request, ticket=None, replaces=None)
             try:
                 return self._named(member.sign(attempt), member)
             except IssuancePending as pending:
@@ -46,6 +59,15 @@ class FailoverClient:
             except TransientCAError as exc:
                 failures.append(exc)
         raise self._exhausted(failures)
+
+    def offers_renewal_info(self) -> bool:
+        """Renewal information is the primary's (the CA the certificate is routed to)."""
+        primary = self.members[0]
+        return isinstance(primary, RenewalInfoProvider) and primary.offers_renewal_info()
+
+    def renewal_info(self, certificate: x509.Certificate | str) -> RenewalInfo | None:
+        primary = self.members[0]
+        return primary.renewal_info(certificate) if isinstance(primary, RenewalInfoProvider) else None
 
     def _resume(self, request: SignRequest, issuer: str, inner: Any) -> IssuedChain:
         member = next((m for m in self.members if m.name == issuer), None)
@@ -57,7 +79,8 @@ class FailoverClient:
             )
         try:
             # No failover here: the request is pending at this CA; a transient error retries it later.
-            return self._named(member.sign(dataclasses.replace(request, ticket=inner)), member)
+            replaces = request.replaces if member is self.members[0] else None
+            return self._named(member.sign(dataclasses.replace(request, ticket=inner, replaces=replaces)), member)
         except IssuancePending as pending:
             raise self._tagged(pending, member) from None
 

@@ -16,7 +16,15 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from .base import CAClient, ClientContext, IssuedChain, PermanentCAError, SignRequest
+from .base import (
+    CAClient,
+    ClientContext,
+    IssuedChain,
+    PermanentCAError,
+    RenewalInfo,
+    RenewalInfoProvider,
+    SignRequest,
+)
 from .chain import leaf_first
 
 log = logging.getLogger(__name__)
@@ -148,6 +156,14 @@ class CheckedClient:
     def __init__(self, inner: CAClient) -> None:
         self.inner = inner
         self.name = inner.name
+
+    def offers_renewal_info(self) -> bool:
+        return isinstance(self.inner, RenewalInfoProvider) and self.inner.offers_renewal_info()
+
+    def renewal_info(self, certificate: x509.Certificate | str) -> RenewalInfo | None:
+        if not isinstance(self.inner, RenewalInfoProvider):
+            return None
+        return self.inner.renewal_info(certificate)
 
     def sign(self, request: SignRequest) -> IssuedChain:
         chain = self.inner.sign(request)

@@ -300,6 +300,32 @@ class PendingOperation:
         return self.status.lower() == "inprogress"
 
 
+@dataclass(frozen=True)
+class RenewalWindow:
+    """What the CA said about renewing one certificate version (RFC 9773 ARI), kept until ``recheck_at`` (its
+    Retry-After, within bounds) so a sweep over thousands of certificates does not ask the CA for each one
+    every night."""
+
+    vault: str
+    name: str
+    thumbprint: str
+    """The version it is about: SHA-1 of its DER, lower-case hex (what the listing's ``x5t`` says)."""
+    issuer: str
+    """The configured issuer that was asked."""
+    cert_id: str
+    """The RFC 9773 identifier of that version; empty when ARI cannot name it (no Authority Key Identifier)."""
+    checked_at: dt.datetime
+    recheck_at: dt.datetime
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    """The suggested window; both None when the CA suggests none (it does not know this certificate)."""
+    explanation_url: str | None = None
+
+    @property
+    def suggested(self) -> bool:
+        return self.start is not None and self.end is not None
+
+
 class AttemptState(StrEnum):
     """Where one renewal attempt (one pending request in Key Vault) stands. Stored as its value."""
 
@@ -432,3 +458,15 @@ class BackupEntry:
     @property
     def blob_name(self) -> str:
         return f"{self.vault}/{self.name}/{self.version}.kvbackup"
+
+
+@dataclass(frozen=True)
+class KeptVersion:
+    """A certificate version as an earlier read saw it, kept so operators' views need not read it again.
+
+    The certificate of a version never changes; its policy can be edited in place, so ``read_at`` says how
+    old the policy part is."""
+
+    current: CertificateVersion
+    thumbprint: str
+    read_at: dt.datetime

@@ -14,10 +14,12 @@ from renewal.model import (
     CertificateListing,
     CertificateVersion,
     DeploymentNotice,
+    KeptVersion,
     LedgerRow,
     PendingOperation,
     PolicySpec,
     RenewalJob,
+    RenewalWindow,
 )
 
 
@@ -57,6 +59,32 @@ class RecoveryTarget(Protocol):
     def restore(self, backup: bytes) -> CertificateVersion: ...
     def get_current(self, name: str) -> CertificateVersion | None: ...
     def delete_and_purge(self, name: str) -> None: ...
+
+
+class VersionFacts(Protocol):
+    """What the operators' views need from each certificate's current version, kept after the first read
+    (the ``versionfacts`` table). Every method may raise StoreUnavailable."""
+
+    def load(self, vault: str) -> dict[str, KeptVersion]:
+        """Every kept version of the vault, by certificate name (one query, paged)."""
+        ...
+
+    def keep(self, vault: str, versions: Sequence[CertificateVersion], *, read_at: dt.datetime) -> None: ...
+    def forget(self, vault: str, name: str) -> None: ...
+
+
+class RenewalWindows(Protocol):
+    """The CAs' suggested renewal windows (RFC 9773 ARI), one per certificate, shared by every instance (the
+    ``renewalwindows`` table). Every method may raise StoreUnavailable."""
+
+    def load(self, vault: str) -> dict[str, RenewalWindow]:
+        """Every kept window of the vault, by certificate name (one query, paged)."""
+        ...
+
+    def get(self, vault: str, name: str) -> RenewalWindow | None: ...
+    def keep(self, window: RenewalWindow) -> None:
+        """Write (replace) the certificate's window."""
+        ...
 
 
 class BackupArchive(Protocol):

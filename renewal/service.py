@@ -31,6 +31,8 @@ from renewal.ports import (
     NoticeQueue,
     PoisonQueueStore,
     RecoveryTarget,
+    RenewalWindows,
+    VersionFacts,
 )
 
 if TYPE_CHECKING:
@@ -157,6 +159,18 @@ class RenewalService:
         return TableLedger(self.storage)
 
     @cached_property
+    def renewal_windows(self) -> RenewalWindows | None:
+        """The CAs' suggested renewal windows (RFC 9773 ARI), kept until their Retry-After; None when no
+        storage is configured (then every look asks the CA, and views show the policy's decision)."""
+        from renewal.azure.renewal_windows import TableRenewalWindows
+        from renewal.errors import StorageNotConfigured
+
+        try:
+            return TableRenewalWindows(self.storage)
+        except StorageNotConfigured:
+            return None
+
+    @cached_property
     def claims(self) -> ClaimStore:
         from renewal.azure.claims import BlobClaimStore
 
@@ -196,6 +210,17 @@ class RenewalService:
             else EventGridDeployer(d, self.secrets, lambda: self.keyvault_credential)
             for d in self.config.deployers
         ]
+
+    @cached_property
+    def version_facts(self) -> VersionFacts | None:
+        """Kept certificate versions for the operators' views; None when no storage is configured."""
+        from renewal.azure.version_facts import TableVersionFacts
+        from renewal.errors import StorageNotConfigured
+
+        try:
+            return TableVersionFacts(self.storage)
+        except StorageNotConfigured:
+            return None
 
     @cached_property
     def backups(self) -> BackupArchive | None:
@@ -272,12 +297,19 @@ class RenewalService:
             jobs=self.jobs,
             notices=self.notices,
             clock=self.clock,
+            renewal_windows=self.renewal_windows,
         )
 
     def sweep(self, **kwargs: Any) -> SweepReport:
-        return Sweep(config=self.config, stores=self.stores, jobs=self.jobs, ledger=self.ledger, clock=self.clock).run(
-            **kwargs
-        )
+        return Sweep(
+            config=self.config,
+            stores=self.stores,
+            jobs=self.jobs,
+            ledger=self.ledger,
+            clock=self.clock,
+            issuers=self.issuer,
+            renewal_windows=self.renewal_windows,
+        ).run(**kwargs)
 
     def handle_event(self, event: Mapping[str, Any]) -> EventResult:
         """One Event Grid event -> one queued job; malformed or foreign events are rejected, never raised."""
@@ -371,14 +403,25 @@ class RenewalService:
         store = self.stores.get(claim.vault)
         if store is None:
             raise NotFound("vault", f"{claim.vault!r} is not configured")
-        notice = confirmed_notice(claim, self.ledger, store)
-        if notice is None:
+        confirmed = confirmed_notice(claim, self.ledger, store)
+        if confirmed is None:
             return []
+        notice, current = confirmed
         if self.backups is not None:
             from renewal.flow.backup import back_up
 
             back_up(store, self.backups, notice.name, notice.new_version, clock=self.clock)
+        self._keep_facts(store.vault, current)
         return deliver_notice(notice, self.deployers)
+
+    def _keep_facts(self, vault: str, current: Any) -> None:
+        """The operators' views need not read a version the service merged (best effort: a view reads it)."""
+        if self.version_facts is None:
+            return
+        try:
+            self.version_facts.keep(vault, [current], read_at=self.clock())
+        except Exception as exc:  # noqa: BLE001 - a missed row costs one read later, never a delivery
+            log_event(log, "deploy.facts_not_kept", level=logging.WARNING, vault=vault, error=str(exc))
 
     # -- disaster recovery ----------------------------------------------------------------------------
     def back_up_estate(self) -> BackupSweepReport:

@@ -29,6 +29,7 @@ from renewal.model import (
     PendingOperation,
     PolicySpec,
     RenewalJob,
+    RenewalWindow,
 )
 
 
@@ -63,6 +64,7 @@ class MemoryStore:
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before)
             .not_valid_after(expires_on)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
         )
         self.policies[name] = policy
@@ -223,6 +225,32 @@ class MemoryLedger:
 
 
 @dataclass
+class MemoryRenewalWindows:
+    """The ``renewalwindows`` table in memory: one window per certificate; ``fail`` makes every call raise."""
+
+    rows: dict[tuple[str, str], RenewalWindow] = field(default_factory=dict)
+    loads: int = 0
+    fail: Exception | None = None
+
+    def load(self, vault: str) -> dict[str, RenewalWindow]:
+        self._maybe_fail()
+        self.loads += 1
+        return {n: w for (v, n), w in self.rows.items() if v == vault}
+
+    def get(self, vault: str, name: str) -> RenewalWindow | None:
+        self._maybe_fail()
+        return self.rows.get((vault, name))
+
+    def keep(self, window: RenewalWindow) -> None:
+        self._maybe_fail()
+        self.rows[(window.vault, window.name)] = window
+
+    def _maybe_fail(self) -> None:
+        if self.fail is not None:
+            raise self.fail
+
+
+@dataclass
 class MemoryClaims:
     held_elsewhere: bool = False
 
@@ -247,4 +275,12 @@ class MemoryNotices:
         self.sent.append(notice)
 
 
-__all__ = ["KeyVaultThrottled", "MemoryClaims", "MemoryJobs", "MemoryLedger", "MemoryNotices", "MemoryStore"]
+__all__ = [
+    "KeyVaultThrottled",
+    "MemoryClaims",
+    "MemoryJobs",
+    "MemoryLedger",
+    "MemoryNotices",
+    "MemoryRenewalWindows",
+    "MemoryStore",
+]

@@ -137,6 +137,18 @@ resource createBudgetTable 'Microsoft.Storage/storageAccounts/tableServices/tabl
   name: 'createbudget'
 }
 
+// What the operators' views need from each certificate version, read once (renewal/azure/version_facts.py).
+resource versionFactsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2024-01-01' = {
+  parent: tableService
+  name: 'versionfacts'
+}
+
+// The CAs' suggested renewal windows (RFC 9773 ARI), kept until their Retry-After (renewal/azure/renewal_windows.py).
+resource renewalWindowsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2024-01-01' = {
+  parent: tableService
+  name: 'renewalwindows'
+}
+
 resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: 'log-renewal-${resourceToken}'
   location: location

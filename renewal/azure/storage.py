@@ -27,7 +27,12 @@ QUEUES: tuple[str, ...] = (
     settings.DEPLOYMENTS_QUEUE,
     settings.poison_queue(settings.DEPLOYMENTS_QUEUE),
 )
-TABLES: tuple[str, ...] = (settings.LEDGER_TABLE, settings.CREATE_BUDGET_TABLE)
+TABLES: tuple[str, ...] = (
+    settings.LEDGER_TABLE,
+    settings.CREATE_BUDGET_TABLE,
+    settings.VERSION_FACTS_TABLE,
+    settings.RENEWAL_WINDOWS_TABLE,
+)
 CONTAINERS: tuple[str, ...] = (settings.CLAIMS_CONTAINER, settings.DEADLETTER_CONTAINER)
 
 # Accounts whose resources this process already ensured: creating them is idempotent but costs round trips.

@@ -59,8 +59,11 @@ def deliver_notice(notice: DeploymentNotice, deployers: Sequence[Deployer]) -> l
 _NEVER_MERGED = frozenset({AttemptState.FAILED, AttemptState.REJECTED, AttemptState.ABANDONED})
 
 
-def confirmed_notice(claim: DeploymentNotice, ledger: Ledger, store: CertificateStore) -> DeploymentNotice | None:
-    """The notice to deliver, rebuilt from the ledger row the claim names and the version Key Vault holds.
+def confirmed_notice(
+    claim: DeploymentNotice, ledger: Ledger, store: CertificateStore
+) -> tuple[DeploymentNotice, CertificateVersion] | None:
+    """The notice to deliver, rebuilt from the ledger row the claim names and the version Key Vault holds
+    (returned with it).
 
     Raises :class:`JobRejected` for a claim neither confirms (a forged or foreign message: retried, then
     poisoned for an operator to see); returns None when the version is no longer current (a newer renewal
@@ -81,7 +84,7 @@ def confirmed_notice(claim: DeploymentNotice, ledger: Ledger, store: Certificate
             current=current.version if current else None,
         )
         return None
-    return notice_of(row, current, occurred_at=row.updated_at or claim.occurred_at)
+    return notice_of(row, current, occurred_at=row.updated_at or claim.occurred_at), current
 
 
 def notice_of(row: LedgerRow, version: CertificateVersion, *, occurred_at: dt.datetime) -> DeploymentNotice:

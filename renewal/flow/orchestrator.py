@@ -2,9 +2,10 @@
 
     run          2 claim the certificate (one worker per certificate); the other steps run inside it
     _read        1 the current version and any pending operation, read in parallel
-    _why_not     1 stop if the certificate is gone, renewed meanwhile or not due
+    _why_not     1 stop if the certificate is gone, renewed meanwhile or not due (the CA's ARI window counts)
     _open        3 create a pending version with issuer Unknown (or resume the one that exists)
-    _sign        4 the CSR to the CA client the routing rules (or the ledger, for a pending request) name
+    _sign        4 the CSR to the CA client the routing rules (or the ledger, for a pending request) name,
+                   naming the certificate it replaces where the CA publishes renewal information (RFC 9773)
     _verify      5 the issued chain against the issuing CA's anchors, the CSR and the policy
     _merge       6 merge the chain: the new version goes live
     _notify      7 the deployment notice, then the ledger row says so
@@ -47,6 +48,7 @@ from renewal.errors import (
     RenewalFailed,
     StoreUnavailable,
 )
+from renewal.flow.ari import RenewalTiming, apply_window
 from renewal.flow.attempt import Attempt, RenewalOutcome, Snapshot, csr_names, policy_names, validity_of
 from renewal.flow.deploy import notice_of
 from renewal.flow.due import MIRRORED_TRIGGER_TAG, format_trigger, is_due
@@ -64,7 +66,7 @@ from renewal.model import (
     RenewalJob,
     utcnow,
 )
-from renewal.ports import CertificateStore, ClaimStore, JobQueue, Ledger, NoticeQueue
+from renewal.ports import CertificateStore, ClaimStore, JobQueue, Ledger, NoticeQueue, RenewalWindows
 
 __all__ = ["STALE_TRIGGER_SUFFIX", "RenewalFailed", "RenewalOrchestrator", "RenewalOutcome"]
 
@@ -89,6 +91,7 @@ class RenewalOrchestrator:
         notices: NoticeQueue,
         clock: Callable[[], dt.datetime] = utcnow,
         journal: RenewalJournal | None = None,
+        renewal_windows: RenewalWindows | None = None,
     ) -> None:
         self.config = config
         self.stores = stores
@@ -100,6 +103,8 @@ class RenewalOrchestrator:
         self.notices = notices
         self.clock = clock
         self.journal = journal or RenewalJournal()
+        self.renewal_windows = renewal_windows
+        """The CAs' renewal windows the sweep keeps (RFC 9773 ARI); read, and refreshed when stale, by step 1."""
 
     # -- the job ----------------------------------------------------------------------------------------
     def run(self, job: RenewalJob) -> RenewalOutcome:
@@ -151,12 +156,15 @@ class RenewalOrchestrator:
 
     def _renew(self, job: RenewalJob, store: CertificateStore) -> RenewalOutcome:
         seen = self._read(store, job.name)
+        timing = RenewalTiming(config=self.config, issuers=self.issuers, windows=self.renewal_windows, now=self.clock())
         if seen.active is None:
-            stop = self._finish_interrupted(job, seen) or self._why_not(job, seen)
+            stop = self._finish_interrupted(job, seen) or self._why_not(job, seen, timing)
             if stop is not None:
                 return stop
         attempt = self._open(job, store, seen)
-        issued = self._sign(attempt)
+        # A new order names the certificate it replaces; a resumed one was placed already.
+        replaces = timing.replaces(attempt.current, attempt.issuer) if attempt.resume_ticket() is None else None
+        issued = self._sign(attempt, replaces=replaces)
         if isinstance(issued, RenewalOutcome):
             return issued
         verified = self._verify(attempt, issued)
@@ -171,8 +179,9 @@ class RenewalOrchestrator:
         current = store.get_current(name)
         return Snapshot(current=current, operation=operation.result())
 
-    def _why_not(self, job: RenewalJob, seen: Snapshot) -> RenewalOutcome | None:
-        """Why this job must not renew now (gone, renewed meanwhile, not due), or None to go on."""
+    def _why_not(self, job: RenewalJob, seen: Snapshot, timing: RenewalTiming) -> RenewalOutcome | None:
+        """Why this job must not renew now (gone, renewed meanwhile, not due), or None to go on. Due-ness is
+        the sweep's: the policy, and the CA's window for an ACME issuer with ARI (kept, else asked)."""
         current = seen.current
         if current is None:
             return self._stopped(job, RenewalOutcome("gone", "certificate not found"))
@@ -188,6 +197,10 @@ class RenewalOrchestrator:
             policy_triggers=policy.lifetime_triggers if policy else None,
             default_fraction=self.config.renew_fraction(job.vault),
         )
+        if not job.force and not decision.due and decision.trigger not in ("expired", "unknown"):
+            issuer = timing.ari_issuer(job.vault, job.name, current.tags)
+            if issuer is not None:
+                decision = apply_window(decision, timing.window_for(current, issuer), self.clock())
         if job.force or decision.due:
             return None
         return self._stopped(job, RenewalOutcome("not-due", decision.reason), version=current.version)
@@ -232,12 +245,15 @@ class RenewalOrchestrator:
             self.journal.note("renewal.stale_csr", job, request_id=operation.request_id)
             store.delete_pending(job.name)
             operation = None
+        created = False
         if operation is None:
             issuer = self._route(job, current)
-            operation = self._begin(job, store, policy, current)
+            operation, created = self._begin(job, store, policy, current)
         if not operation.csr_der:
             raise RenewalFailed("the pending operation has no CSR", permanent=False)
-        row = self.ledger.get(job.vault, job.name, operation.request_id) or LedgerRow(
+        # A request Key Vault has just created has no ledger row yet: no read for it on the critical path.
+        known = None if created else self.ledger.get(job.vault, job.name, operation.request_id)
+        row = known or LedgerRow(
             vault=job.vault,
             name=job.name,
             request_id=operation.request_id,
@@ -251,11 +267,13 @@ class RenewalOrchestrator:
 
     def _begin(
         self, job: RenewalJob, store: CertificateStore, policy: PolicySpec, current: CertificateVersion | None
-    ) -> PendingOperation:
+    ) -> tuple[PendingOperation, bool]:
+        """The pending operation, and whether this call created it (False: it existed, 409)."""
         tags = dict(current.tags) if current else {}
         try:
             operation = store.begin_pending(job.name, replace(policy, issuer_name="Unknown"), tags=tags)
             self.journal.note("renewal.pending_created", job, request_id=operation.request_id)
+            return operation, True
         except PendingOperationExists:
             operation = store.get_pending(job.name)  # 409: resume the operation that already exists
             if operation is None or not operation.in_progress:
@@ -263,9 +281,9 @@ class RenewalOrchestrator:
                     "create answered 409 but no pending operation is in progress", permanent=False
                 ) from None
             self.journal.note("renewal.pending_resumed", job, request_id=operation.request_id)
+            return operation, False
         except CertificateGone as exc:
             raise RenewalFailed(str(exc), permanent=True) from exc
-        return operation
 
     def _route(self, job: RenewalJob, current: CertificateVersion | None) -> str:
         try:
@@ -280,7 +298,7 @@ class RenewalOrchestrator:
         return None
 
     # -- step 4 ------------------------------------------------------------------------------------------
-    def _sign(self, attempt: Attempt) -> IssuedChain | RenewalOutcome:
+    def _sign(self, attempt: Attempt, *, replaces: str | None = None) -> IssuedChain | RenewalOutcome:
         ticket = attempt.resume_ticket()
         if ticket is None and attempt.row.ticket is not None:
             self.journal.ticket_dropped(attempt, "the kept ticket is another issuer's or another CSR's")
@@ -297,6 +315,7 @@ class RenewalOrchestrator:
             identity=CertificateIdentity(attempt.job.vault, attempt.job.name, attempt.request_id),
             validity=validity_of(attempt.policy),
             ticket=ticket,
+            replaces=replaces,
         )
         try:
             with metrics.ca_request(attempt.issuer):

@@ -1,6 +1,13 @@
 """The nightly safety net: list every configured vault (list API attributes only, streamed), decide
 which certificates are due, and enqueue one job each. A policy is read only for a certificate that
-is due by the default rule, to learn whether its own trigger says otherwise."""
+is due by the default rule, to learn whether its own trigger says otherwise.
+
+For a certificate routed to an ACME issuer whose CA publishes renewal information (RFC 9773 ARI,
+renewal/flow/ari.py), the CA's suggested window counts too. Kept windows are loaded once per vault; a
+certificate whose version has no window kept, or whose window's Retry-After has passed, is asked about on
+the follow-up pool (its current version is read only the first time, to name it: ``ari_reads``). A moment
+chosen inside a window that comes before the next sweep gets a job delayed to that moment (RFC 9773 §4.2:
+wake up at the chosen time). No ARI failure stops the sweep: the policy decides then."""
 
 from __future__ import annotations
 
@@ -9,22 +16,46 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from renewal import metrics, settings
 from renewal.config import RenewalConfig
 from renewal.errors import CertificateGone
+from renewal.flow.ari import ARI_TRIGGER, RenewalTiming, apply_window
 from renewal.flow.due import DueDecision, is_due
 from renewal.flow.orchestrator import STALE_TRIGGER_SUFFIX
 from renewal.flow.routing import routed_issuer_or_none
 from renewal.flow.scan import VaultScan
-from renewal.model import IN_FLIGHT_STATES, CertificateListing, RenewalJob, utcnow
+from renewal.model import IN_FLIGHT_STATES, CertificateListing, RenewalJob, RenewalWindow, utcnow
 from renewal.observability import log_event
-from renewal.ports import CertificateStore, JobQueue, Ledger
+from renewal.ports import CertificateStore, JobQueue, Ledger, RenewalWindows
+
+if TYPE_CHECKING:
+    from ca_clients import CAClient
 
 log = logging.getLogger("renewal.flow.sweep")
 FOLLOW_UP_PER_VAULT = 8
-"""Policy reads and enqueues in flight per vault while its listing streams on."""
+"""Policy reads, ARI checks and enqueues in flight per vault while its listing streams on."""
+SWEEP_PERIOD = dt.timedelta(hours=24)
+"""The nightly schedule: an ARI moment sooner than this gets a delayed job instead of waiting for the next
+sweep (the queue keeps a delayed message up to 7 days)."""
+SCHEDULE_MARGIN = dt.timedelta(minutes=1)
+"""A scheduled job arrives this long after its moment, so its re-check finds the moment passed."""
 # "submitted" covers a worker that died between merge and notice: the re-driven job sends the notice.
+
+
+@dataclass(frozen=True)
+class ListingNote:
+    """What the listing alone says about one certificate, and what the follow-up still has to do."""
+
+    listed: DueDecision
+    """The decision from the listing's dates and tags (the policy may refine it)."""
+    ari_issuer: str | None = None
+    """The routed issuer, when its CA publishes renewal information."""
+    window: RenewalWindow | None = None
+    """The window kept for the listed version."""
+    ask: bool = False
+    """Ask the CA (nothing fresh kept): on the follow-up pool."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +78,14 @@ class SweepReport:
     not_due_count: int = 0
     skipped: int = 0
     policy_reads: int = 0
+    ari_checks: int = 0
+    """Times a CA was asked for a certificate's renewal information (RFC 9773)."""
+    ari_reads: int = 0
+    """Certificates read to name them for ARI (only when no window is kept for the listed version)."""
+    ari_failures: int = 0
+    """ARI reads or checks that failed (the policy decided for those certificates)."""
+    ari_scheduled: int = 0
+    """Not-yet-due certificates whose ARI moment comes before the next sweep: a job delayed to that moment."""
     stale_resumed: int = 0
     errors: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -74,12 +113,18 @@ class Sweep:
         jobs: JobQueue,
         ledger: Ledger | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
+        issuers: Callable[[str], CAClient] | None = None,
+        renewal_windows: RenewalWindows | None = None,
     ) -> None:
+        """``issuers`` (the CA clients by issuer name) turns on ARI for ACME-routed certificates, with
+        ``renewal_windows`` keeping the CAs' answers between sweeps and instances."""
         self.config = config
         self.stores = stores
         self.jobs = jobs
         self.ledger = ledger
         self.clock = clock
+        self.issuers = issuers
+        self.renewal_windows = renewal_windows
 
     def run(
         self,
@@ -99,8 +144,15 @@ class Sweep:
                 report.errors.append(f"{vault}: {type(exc).__name__}: {exc}")
             log_event(log, "sweep.vault_failed", level=logging.ERROR, vault=vault, error=str(exc))
 
-        def triage(vault: str, listing: CertificateListing) -> tuple[bool, DueDecision | None]:
-            """Due-ness from the listing, decided once; only due certificates need the pool."""
+        timing = (
+            RenewalTiming(config=self.config, issuers=self.issuers, windows=self.renewal_windows, now=now, bulk=True)
+            if self.issuers is not None
+            else None
+        )
+
+        def triage(vault: str, listing: CertificateListing) -> tuple[bool, ListingNote | None]:
+            """Due-ness from the listing (and the window kept for it), decided once; only certificates that
+            are due, need a policy read, an ARI check or a scheduled job need the pool."""
             if listing.pending or listing.enabled is False:
                 return False, None
             decision = is_due(
@@ -110,10 +162,17 @@ class Sweep:
                 tags=listing.tags,
                 default_fraction=self.config.renew_fraction(vault),
             )
-            return decision.due, decision
+            note = ListingNote(decision)
+            if timing is not None and listing.thumbprint and decision.trigger not in ("expired", "unknown"):
+                issuer = timing.ari_issuer(vault, listing.name, listing.tags)
+                if issuer is not None:
+                    kept = timing.kept(vault, listing.name, issuer, listing.thumbprint)
+                    note = ListingNote(decision, issuer, kept, timing.needs_asking(issuer, kept, vault))
+                    decision = apply_window(decision, kept, now)
+            return note.ask or decision.due or self._schedulable(decision, now), note
 
-        def handle(store: CertificateStore, listing: CertificateListing, decision: DueDecision | None) -> None:
-            self._handle(store, listing, decision, now, run_id, report, dry_run, collect_all, progress)
+        def handle(store: CertificateStore, listing: CertificateListing, note: ListingNote | None) -> None:
+            self._handle(store, listing, note, timing, now, run_id, report, dry_run, collect_all, progress)
 
         # Only certificates due on their listing's own attributes need a policy read or an enqueue: those run
         # on the shared pool so each listing keeps streaming pages (bounded per vault).
@@ -128,6 +187,8 @@ class Sweep:
             handle=handle,
             vault_failed=vault_failed,
         )
+        if timing is not None:
+            report.ari_checks, report.ari_reads, report.ari_failures = timing.checks, timing.reads, timing.failures
         if self.ledger is not None:
             self._resume_stale(now, run_id, report, dry_run)
         log_event(
@@ -138,17 +199,32 @@ class Sweep:
             due=len(report.due),
             not_due=report.not_due_count,
             policy_reads=report.policy_reads,
+            ari_checks=report.ari_checks,
+            ari_reads=report.ari_reads,
+            ari_failures=report.ari_failures,
+            ari_scheduled=report.ari_scheduled,
             stale_resumed=report.stale_resumed,
             errors=len(report.errors),
             dry_run=dry_run,
         )
         return report
 
+    @staticmethod
+    def _schedulable(decision: DueDecision, now: dt.datetime) -> bool:
+        """An ARI moment that comes before the next sweep: worth a job delayed to it."""
+        return (
+            not decision.due
+            and decision.trigger == ARI_TRIGGER
+            and decision.renew_at is not None
+            and decision.renew_at - now < SWEEP_PERIOD
+        )
+
     def _handle(
         self,
         store: CertificateStore,
         listing: CertificateListing,
-        listed: DueDecision | None,
+        note: ListingNote | None,
+        timing: RenewalTiming | None,
         now: dt.datetime,
         run_id: str,
         report: SweepReport,
@@ -157,13 +233,14 @@ class Sweep:
         progress: Callable[[str, int], None] | None,
     ) -> None:
         vault = store.vault
-        entry = self._decide(store, listing, listed, now, report)
+        entry = self._decide(store, listing, note, timing, now, report)
         if entry is None:
             return
         metrics.observe_certificate(
             listing, entry.decision, routed_issuer_or_none(self.config, vault, listing.name, listing.tags), now
         )
-        if entry.decision.due and not dry_run:
+        scheduled = self._schedulable(entry.decision, now)
+        if (entry.decision.due or scheduled) and not dry_run:
             job = RenewalJob(
                 vault=vault,
                 name=listing.name,
@@ -172,10 +249,17 @@ class Sweep:
                 version=listing.version or "",
                 enqueued_at=now,
             )
-            self.jobs.enqueue(job, delay=report.spread(vault))
+            if scheduled:
+                assert entry.decision.renew_at is not None
+                delay: dt.timedelta | None = entry.decision.renew_at - now + SCHEDULE_MARGIN
+            else:
+                delay = report.spread(vault)
+            self.jobs.enqueue(job, delay=delay)
             entry = SweepEntry(entry.vault, entry.name, entry.version, entry.expires_on, entry.decision, True)
         with report._lock:
             report.scanned += 1
+            if scheduled:
+                report.ari_scheduled += 1
             if entry.decision.due:
                 report.due.append(entry)
             else:
@@ -189,17 +273,19 @@ class Sweep:
         self,
         store: CertificateStore,
         listing: CertificateListing,
-        listed: DueDecision | None,
+        note: ListingNote | None,
+        timing: RenewalTiming | None,
         now: dt.datetime,
         report: SweepReport,
     ) -> SweepEntry | None:
         """The decision from the listing (None: pending or disabled, skipped), refined by the policy's own
-        trigger when only the default rule made it due."""
-        if listed is None:
+        trigger when only the default rule made it due, then by the CA's window (asked for here when nothing
+        fresh is kept)."""
+        if note is None:
             with report._lock:
                 report.skipped += 1
             return None
-        decision = listed
+        decision = note.listed
         if decision.due and decision.trigger == "default":
             try:
                 policy = store.get_policy(listing.name)
@@ -216,6 +302,10 @@ class Sweep:
                     policy_triggers=policy.lifetime_triggers,
                     default_fraction=self.config.renew_fraction(store.vault),
                 )
+        window = note.window
+        if note.ask and timing is not None and note.ari_issuer is not None:
+            window = timing.ask(store.vault, listing.name, note.ari_issuer, kept=note.window, store=store)
+        decision = apply_window(decision, window, now)
         return SweepEntry(listing.vault, listing.name, listing.version, listing.expires_on, decision, False)
 
     def _resume_stale(self, now: dt.datetime, run_id: str, report: SweepReport, dry_run: bool) -> None:

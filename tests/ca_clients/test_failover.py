@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from ca_clients import ClientContext, IssuancePending, PermanentCAError, TransientCAError
+from ca_clients import ClientContext, IssuancePending, IssuedChain, PermanentCAError, TransientCAError
 from ca_clients.failover import FailoverClient, build_issuers
 from ca_clients.local import create_ca_files
 from ca_clients.registry import IssuerConfigError
@@ -157,3 +157,37 @@ def test_all_problems_reported_together(local_section):
         build_issuers(sections, _ctx())
     fields = {p.field for p in err.value.problems}
     assert {"issuers[0].fallbacks[0]", "issuers[1].name", "issuers[1].url", "issuers[2].type"} <= fields
+
+
+class _Member:
+    """A CA client that records what it was asked; ``down`` makes it answer TransientCAError."""
+
+    def __init__(self, name: str, *, down: bool = False, window: object = None) -> None:
+        self.name, self.down, self.window = name, down, window
+        self.replaces: list[str | None] = []
+
+    def sign(self, request):
+        from tests.hostile_chains import hierarchy
+
+        self.replaces.append(request.replaces)
+        if self.down:
+            raise TransientCAError("503", issuer=self.name)
+        return IssuedChain(tuple(hierarchy("Member").honest(request.csr)), issuer_name=self.name)
+
+    def offers_renewal_info(self) -> bool:
+        return self.window is not None
+
+    def renewal_info(self, certificate):
+        return self.window
+
+
+def test_only_the_primary_is_told_of_the_certificate_a_request_replaces():
+    """The certificate being replaced is the primary CA's: a fallback CA does not know it (RFC 9773 §5)."""
+    primary, backup = _Member("primary", down=True, window="primary's window"), _Member("backup")
+    client = FailoverClient(primary, [backup])
+    csr, _ = make_csr("app.example.test")
+    assert client.sign(sign_request(csr, replaces="aYhb.AIdl")).issuer_name == "backup"
+    assert (primary.replaces, backup.replaces) == (["aYhb.AIdl"], [None])
+    # Renewal information is the primary's too (the CA the certificate is routed to).
+    assert client.offers_renewal_info() and client.renewal_info("aYhb.AIdl") == "primary's window"
+    assert not FailoverClient(backup, [primary]).offers_renewal_info()

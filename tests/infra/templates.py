@@ -413,7 +413,12 @@ def check_storage_names(templates: Templates) -> list[str]:
     expected_queues = queues | {settings.poison_queue(q) for q in queues}
     if found["queues"] != expected_queues:
         problems.append(f"queues {sorted(found['queues'])} != {sorted(expected_queues)}")
-    tables = {settings.LEDGER_TABLE, settings.CREATE_BUDGET_TABLE}
+    tables = {
+        settings.LEDGER_TABLE,
+        settings.CREATE_BUDGET_TABLE,
+        settings.VERSION_FACTS_TABLE,
+        settings.RENEWAL_WINDOWS_TABLE,
+    }
     if found["tables"] != tables:
         problems.append(f"tables {sorted(found['tables'])} != {sorted(tables)}")
     # The Flex deployment container is the only other one (its name is computed).
