@@ -22,7 +22,7 @@ ORDER = [
     "renewal_throughput",
     "scale_out",
     "recovery",
-    "event_to_merge_acme",
+    "critical_path",
     "ca_issuance",
     "report_time",
 ]

@@ -1,10 +1,12 @@
 """The estate: every certificate in every configured vault, with the issuer it routes to, when it
 will be renewed and why, and how its last renewal went.
 
-Reads stay low: each vault's list API is streamed (attributes and tags only), and each listed
-certificate costs at most one ``get_current`` (policy + public certificate, needed by the
-compliance rules), run on a bounded thread pool so thousands of certificates take seconds, not
-minutes. The ledger is scanned once for the whole report rather than queried per certificate.
+Reads stay low: each vault's list API is streamed (attributes, tags and the current version's thumbprint).
+A version never changes once created, so what the compliance rules need from it (public certificate,
+attributes, policy) is kept in the version facts table after its first read: a listed certificate whose
+thumbprint matches the kept row costs no Key Vault request; only versions not seen before (and policies
+read longer ago than ``policy_max_age``, since a policy can be edited in place) are read, on a bounded
+thread pool. The ledger is scanned once for the whole report rather than queried per certificate.
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from renewal.config import RenewalConfig
 from renewal.errors import NoRoute, NotFound
+from renewal.flow.ari import RenewalTiming, thumbprint_of
 from renewal.flow.due import DueDecision, is_due
 from renewal.flow.routing import route_issuer
 from renewal.flow.scan import VaultScan
-from renewal.model import AttemptState, CertificateListing, CertificateVersion, LedgerRow, utcnow
+from renewal.model import AttemptState, CertificateListing, CertificateVersion, KeptVersion, LedgerRow, utcnow
 from renewal.observability import log_event
-from renewal.ports import CertificateStore, Ledger
+from renewal.ports import CertificateStore, Ledger, RenewalWindows, VersionFacts
 
 if TYPE_CHECKING:
     from renewal.service import RenewalService
@@ -31,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("renewal.operations.inventory")
 DEFAULT_WORKERS = 32
 LEDGER_SCAN_LIMIT = 10_000_000
+POLICY_MAX_AGE = dt.timedelta(hours=24)
+"""A kept policy older than this is read again (Key Vault's list says nothing of policy edits)."""
 
 
 def _ts(value: dt.datetime | None) -> str | None:
@@ -138,6 +144,8 @@ class Inventory:
     errors: list[str] = field(default_factory=list)
     """Vault-level problems (a listing that failed part-way, an unreadable ledger)."""
     certificate_reads: int = 0
+    kept_reused: int = 0
+    """Certificates whose current version came from the version facts table, not from Key Vault."""
 
     def by_key(self) -> dict[str, InventoryEntry]:
         return {e.key: e for e in self.entries}
@@ -174,6 +182,10 @@ class InventoryBuilder:
         clock: Callable[[], dt.datetime] = utcnow,
         max_workers: int = DEFAULT_WORKERS,
         read_certificates: bool = True,
+        facts: VersionFacts | None = None,
+        refresh: bool = False,
+        policy_max_age: dt.timedelta = POLICY_MAX_AGE,
+        renewal_windows: RenewalWindows | None = None,
     ) -> None:
         self.config = config
         self.stores = stores
@@ -181,10 +193,21 @@ class InventoryBuilder:
         self.clock = clock
         self.max_workers = max(1, max_workers)
         self.read_certificates = read_certificates
+        self.facts = facts if read_certificates else None
+        self.refresh = refresh
+        self.policy_max_age = policy_max_age
+        self.renewal_windows = renewal_windows
+        """The CAs' renewal windows the sweep keeps (ARI): shown, never asked for here."""
 
     def build(
-        self, *, vaults: Iterable[str] | None = None, progress: Callable[[str, int], None] | None = None
+        self,
+        *,
+        vaults: Iterable[str] | None = None,
+        progress: Callable[[str, int], None] | None = None,
+        on_entry: Callable[[InventoryEntry], None] | None = None,
     ) -> Inventory:
+        """``on_entry`` sees each entry as it is made, on the scan's threads (so per-entry work such as the
+        compliance rules runs while other threads wait on Key Vault)."""
         now = self.clock()
         inventory = Inventory(generated_at=now)
         names = list(vaults) if vaults is not None else [v.name for v in self.config.vaults]
@@ -195,12 +218,28 @@ class InventoryBuilder:
             inventory.errors.append(f"ledger: {type(exc).__name__}: {exc}")
             rows, merged = {}, set()
         lock = threading.Lock()
+        kept = _KeptPerVault(self.facts, now, lock)
+        timing = RenewalTiming(config=self.config, issuers=None, windows=self.renewal_windows, now=now, bulk=True)
+        if not self.refresh:  # a refresh reads every certificate (and keeps what it read)
+            kept.start(names)
 
-        def handle(store: CertificateStore, listing: CertificateListing, _note: object) -> None:
-            entry = self.entry_for(store, listing, now, rows, merged)
+        def triage(vault: str, listing: CertificateListing) -> tuple[bool, KeptVersion | None]:
+            if not self.read_certificates:
+                return False, None
+            row = None if self.refresh else kept.usable(vault, listing, self.policy_max_age)
+            return row is None, row  # only versions not kept (or kept too long ago) need the pool
+
+        def handle(store: CertificateStore, listing: CertificateListing, row: KeptVersion | None) -> None:
+            entry = self.entry_for(store, listing, now, rows, merged, kept=row, timing=timing)
+            if row is None and entry.current is not None:
+                kept.add(store.vault, entry.current)
+            if on_entry is not None:
+                on_entry(entry)
             with lock:
                 inventory.entries.append(entry)
-                if entry.current is not None or entry.read_error is not None:
+                if row is not None:
+                    inventory.kept_reused += 1
+                elif entry.current is not None or entry.read_error is not None:
                     inventory.certificate_reads += 1
             if progress is not None:
                 progress(listing.vault, 1)
@@ -210,15 +249,10 @@ class InventoryBuilder:
             with lock:
                 inventory.errors.append(problem)
 
-        # Every listing needs the certificate read (when enabled): all of them go to the readers' pool.
         VaultScan(
             self.stores, workers=self.max_workers, in_flight_per_vault=self.max_workers * 2, name="inventory"
-        ).run(
-            names,
-            triage=lambda _vault, _listing: (self.read_certificates, None),
-            handle=handle,
-            vault_failed=vault_failed,
-        )
+        ).run(names, triage=triage, handle=handle, vault_failed=vault_failed)
+        kept.flush()
         inventory.entries.sort(key=lambda e: (e.vault, e.name))
         log_event(
             log,
@@ -226,6 +260,7 @@ class InventoryBuilder:
             vaults=len(names),
             certificates=len(inventory.entries),
             reads=inventory.certificate_reads,
+            kept=inventory.kept_reused,
             errors=len(inventory.errors),
         )
         return inventory
@@ -237,11 +272,17 @@ class InventoryBuilder:
         now: dt.datetime,
         rows: Mapping[tuple[str, str], LedgerRow],
         merged: set[tuple[str, str, str]],
+        *,
+        kept: KeptVersion | None = None,
+        timing: RenewalTiming | None = None,
     ) -> InventoryEntry:
         vault, name = store.vault, listing.name
         current: CertificateVersion | None = None
         read_error: str | None = None
-        if self.read_certificates:
+        if kept is not None:
+            # Tags and the enabled flag change without a new version: the fresh listing has them.
+            current = replace(kept.current, tags=dict(listing.tags), enabled=bool(listing.enabled))
+        elif self.read_certificates:
             try:
                 current = store.get_current(name)
             except Exception as exc:  # noqa: BLE001 - one unreadable certificate must not stop the report
@@ -260,6 +301,9 @@ class InventoryBuilder:
             policy_triggers=policy.lifetime_triggers if policy is not None else None,
             default_fraction=self.config.renew_fraction(vault),
         )
+        if timing is not None:
+            thumbprint = thumbprint_of(current.cer) if current is not None else listing.thumbprint
+            decision = timing.with_kept_window(decision, vault=vault, name=name, tags=tags, thumbprint=thumbprint)
         row = rows.get((vault, name))
         version = current.version if current is not None else listing.version
         return InventoryEntry(
@@ -280,18 +324,87 @@ class InventoryBuilder:
         )
 
 
+class _KeptPerVault:
+    """The version facts of each vault, loaded in the background while the vaults are listed (the listing
+    waits on Key Vault, the load on Table storage), and the versions read in this build, written back in
+    transactions of 100 as they fill."""
+
+    def __init__(self, facts: VersionFacts | None, now: dt.datetime, lock: threading.Lock) -> None:
+        self.facts, self.now, self.lock = facts, now, lock
+        self._loading: dict[str, Future[dict[str, KeptVersion]]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="facts") if facts is not None else None
+        self._pending: dict[str, list[CertificateVersion]] = {}
+
+    def start(self, vaults: Iterable[str]) -> None:
+        if self.facts is not None and self._pool is not None:
+            for vault in vaults:
+                self._loading[vault] = self._pool.submit(self.facts.load, vault)
+
+    def _loaded(self, vault: str) -> dict[str, KeptVersion]:
+        future = self._loading.get(vault)
+        if future is None:
+            return {}
+        try:
+            return future.result()
+        except Exception as exc:  # noqa: BLE001 - without kept facts the view reads Key Vault, as before
+            log_event(log, "inventory.facts_unavailable", level=logging.WARNING, vault=vault, error=str(exc))
+            self._loading.pop(vault, None)
+            return {}
+
+    def usable(self, vault: str, listing: CertificateListing, max_age: dt.timedelta) -> KeptVersion | None:
+        if self.facts is None or not listing.thumbprint:
+            return None
+        row = self._loaded(vault).get(listing.name)
+        if row is None or row.thumbprint != listing.thumbprint or self.now - row.read_at > max_age:
+            return None
+        return row
+
+    def add(self, vault: str, current: CertificateVersion) -> None:
+        if self.facts is None:
+            return
+        with self.lock:
+            batch = self._pending.setdefault(vault, [])
+            batch.append(current)
+            full = batch[:] if len(batch) >= 100 else None
+            if full:
+                batch.clear()
+        if full:
+            self._write(vault, full)
+
+    def flush(self) -> None:
+        for vault, batch in list(self._pending.items()):
+            if batch:
+                self._write(vault, batch)
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _write(self, vault: str, versions: list[CertificateVersion]) -> None:
+        assert self.facts is not None
+        try:
+            self.facts.keep(vault, versions, read_at=self.now)
+        except Exception as exc:  # noqa: BLE001 - the view is right; only the next one will read again
+            log_event(log, "inventory.facts_not_kept", level=logging.WARNING, vault=vault, error=str(exc))
+
+
 def build_inventory(
     service: RenewalService,
     *,
     vaults: Iterable[str] | None = None,
     max_workers: int = DEFAULT_WORKERS,
     progress: Callable[[str, int], None] | None = None,
+    refresh: bool = False,
+    on_entry: Callable[[InventoryEntry], None] | None = None,
 ) -> Inventory:
-    """The inventory of a :class:`renewal.service.RenewalService`'s configured vaults."""
+    """The inventory of a :class:`renewal.service.RenewalService`'s configured vaults; ``refresh`` reads
+    every certificate from Key Vault instead of reusing kept versions."""
     return InventoryBuilder(
         config=service.config,
         stores=service.stores,
         ledger=service.ledger,
         clock=service.clock,
         max_workers=max_workers,
-    ).build(vaults=vaults, progress=progress)
+        facts=service.version_facts,
+        refresh=refresh,
+        renewal_windows=service.renewal_windows,
+    ).build(vaults=vaults, progress=progress, on_entry=on_entry)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from renewal.operations.compliance import Finding, has_errors, rules_for
-from renewal.operations.inventory import Inventory, build_inventory
+from renewal.operations.inventory import Inventory, InventoryEntry, build_inventory
 
 if TYPE_CHECKING:
     from renewal.service import RenewalService
@@ -44,6 +44,7 @@ class EstateReport:
             "warnings": severities.get("warning", 0),
             "rules": dict(sorted(Counter(f.rule for f in self.findings).items())),
             "certificate_reads": self.inventory.certificate_reads,
+            "kept_versions_reused": self.inventory.kept_reused,
             "elapsed_seconds": round(self.elapsed_seconds, 3),
         }
 
@@ -68,11 +69,24 @@ class EstateReport:
 
 
 def build_report(
-    service: RenewalService, *, vaults: list[str] | None = None, max_workers: int = 32, progress: Any = None
+    service: RenewalService,
+    *,
+    vaults: list[str] | None = None,
+    max_workers: int = 32,
+    progress: Any = None,
+    refresh: bool = False,
 ) -> EstateReport:
     started = time.monotonic()
-    inventory = build_inventory(service, vaults=vaults, max_workers=max_workers, progress=progress)
-    findings = rules_for(service).evaluate(inventory.entries)
+    rules = rules_for(service)
+    found: dict[str, list[Finding]] = {}
+
+    def inspect(entry: InventoryEntry) -> None:  # on the scan's threads, while others wait on Key Vault
+        found[entry.key] = rules.check(entry)
+
+    inventory = build_inventory(
+        service, vaults=vaults, max_workers=max_workers, progress=progress, refresh=refresh, on_entry=inspect
+    )
+    findings = [f for entry in inventory.entries for f in found.get(entry.key, ())]
     return EstateReport(inventory, findings, elapsed_seconds=time.monotonic() - started)
 
 

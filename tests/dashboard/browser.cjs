@@ -1,6 +1,7 @@
 // Drives a real headless Chromium for tests/dashboard/test_browser.py through playwright-core.
 // Protocol: one JSON command per stdin line, one JSON answer per stdout line.
 //   {"op":"goto","url":...} {"op":"click","selector":...} {"op":"eval","expr":...}
+//   {"op":"fill","selector":...,"value":...} {"op":"select","selector":...,"value":...}
 //   {"op":"tab"} (press Tab, answer the focused element) {"op":"screenshot","path":...} {"op":"close"}
 const readline = require("readline");
 const fs = require("fs");
@@ -42,6 +43,11 @@ async function main() {
           page.click(cmd.selector),
         ]);
         value = { status: response ? response.status() : null, url: page.url() };
+      } else if (cmd.op === "fill") {
+        await page.fill(cmd.selector, cmd.value);
+        value = cmd.value;
+      } else if (cmd.op === "select") {
+        value = await page.selectOption(cmd.selector, cmd.value);
       } else if (cmd.op === "eval") {
         value = await page.evaluate(cmd.expr);
       } else if (cmd.op === "tab") {

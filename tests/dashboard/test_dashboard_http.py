@@ -108,19 +108,20 @@ def test_overview_reads_each_certificate_once(flow, dashboard):
 
     html = requests.get(dashboard.url("ops/dashboard"), timeout=60).text
 
-    assert "50 certificates, soonest expiry first" in html
+    assert "50 certificates, expires soonest first, page 1 of 1" in html
     counters = flow.kv.admin.counters()
     assert counters["get_certificate"] == 50  # the inventory's one read per certificate, nothing more
     assert counters["list"] == 2 + 1  # one streamed listing per vault (25 per page)
     assert counters["get_policy"] == 0 and counters["list_versions"] == 0 and counters["get_secret"] == 0
-    assert "50 certificates read from Key Vault" in html
+    assert "50 certificates, 50 read from Key Vault." in html
 
-    # A reload lists again but reads only what changed: here one renewed certificate.
+    # A reload lists again but reads only what changed (the versions it read are kept in the versionfacts
+    # table): here one renewed certificate.
     flow.service.run_job(flow.service.force_renewal("kv-alpha", "bulk-7"))
     flow.kv.admin.reset_counters()
     html = requests.get(dashboard.url("ops/dashboard"), timeout=60).text
     assert flow.kv.admin.counters()["get_certificate"] == 1
-    assert "1 certificate read from Key Vault; 49 unchanged versions reused" in html
+    assert "50 certificates, 1 read from Key Vault; 49 unchanged versions from the version facts table" in html
     assert '<span class="findings-none">0</span>' in _row(html, "kv-alpha/bulk-7")  # merged by the service
     assert "notified" in _row(html, "kv-alpha/bulk-7")
 
@@ -183,3 +184,15 @@ def test_the_principal_header_is_trusted_only_when_app_service_authentication_is
     assert _principal(SimpleNamespace(environ={}), forged) == ""
     assert _principal(SimpleNamespace(environ={"WEBSITE_AUTH_ENABLED": "False"}), forged) == ""
     assert _principal(SimpleNamespace(environ={"WEBSITE_AUTH_ENABLED": "True"}), forged) == "mallory"
+
+
+def test_a_bad_list_parameter_is_a_400_naming_it_and_an_export_is_an_attachment(flow, dashboard):
+    flow.seed("kv-alpha", "web", days_left=60)
+    bad = requests.get(dashboard.url("ops/dashboard") + "&size=10000", timeout=30)
+    assert bad.status_code == 400 and "size: must be one of 25, 50, 100, 200" in bad.text
+    bad = requests.get(dashboard.url("ops/dashboard") + "&format=xlsx", timeout=30)
+    assert bad.status_code == 400 and "format:" in bad.text
+    export = requests.get(dashboard.url("ops/dashboard") + "&format=csv", timeout=30)
+    assert export.status_code == 200 and export.headers["Content-Type"].startswith("text/csv")
+    assert export.headers["Content-Disposition"] == 'attachment; filename="certificates.csv"'
+    assert export.text.splitlines()[1].startswith("kv-alpha,web,healthy,")

@@ -88,15 +88,35 @@ def _principal(service: RenewalService, request: DashboardRequest) -> str:
 
 
 def overview(service: RenewalService, request: DashboardRequest) -> DashboardResponse:
-    from renewal.operations.dashboard import pages
+    """The estate overview; its certificate list is searched, filtered, sorted and paged by the query's
+    parameters (listing.CertificateQuery), and ``format=csv|json`` exports the filtered list."""
+    from renewal.errors import Rejected
+    from renewal.operations.dashboard import listing, pages
     from renewal.operations.dashboard.estate import gather
 
     links = _links(request)
+    try:
+        query = listing.CertificateQuery.from_params(request.params)
+    except Rejected as exc:
+        return _html(400, pages.error_page("Bad request", str(exc), links))
+    export = request.params.get("format") or ""
+    if export not in ("", "csv", "json"):
+        return _html(400, pages.error_page("Bad request", f"format: {export[:20]!r} is not csv or json", links))
+    # A plain load (or a reload) builds the estate afresh (kept versions make that a listing); moving
+    # within the list (another page, a filter, an export) reuses the estate it was built from, for a minute.
+    within_list = any(request.params.get(k) for k in (*listing.QUERY_PARAMS, "format"))
+    estate = gather(service, fresh=request.params.get("fresh") == "1" or not within_list)
+    if export:
+        rows = listing.select(estate.certificates, query, paged=False).rows
+        body = listing.to_csv(rows) if export == "csv" else listing.to_json(rows)
+        disposition = f'attachment; filename="certificates.{export}"'
+        mimetype = "text/csv" if export == "csv" else "application/json"
+        return DashboardResponse(200, body, {**SECURITY_HEADERS, "Content-Disposition": disposition}, mimetype)
     token = csrf.issue_token(
         secret=_secret(service), now=service.clock().timestamp(), principal=_principal(service, request)
     )
     message = request.params.get("message") or None
-    body = pages.overview(gather(service), links, csrf=token, message=message)
+    body = pages.overview(estate, links, csrf=token, message=message, query=query)
     return _html(200, pages.page("Estate", body, links))
 
 
@@ -139,6 +159,9 @@ def replay(service: RenewalService, request: DashboardRequest) -> DashboardRespo
         return _html(400, pages.error_page("Bad request", "kind/id: a failure to replay is required", links))
     flags = {flag: flag == REPLAY_KINDS[kind] for flag in REPLAY_KINDS.values()}
     result = service.replay(ids=[item], **flags)
+    from renewal.operations.dashboard.estate import forget
+
+    forget(service)  # the next overview shows the failure gone
     moved = result.jobs + result.notices + result.events
     log_event(
         log, "dashboard.replay", kind=kind, item=item, moved=moved, principal=_principal(service, request) or None

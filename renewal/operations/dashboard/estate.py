@@ -3,13 +3,17 @@ renew-at time and why, issuer, last ledger outcome and compliance findings; the 
 certificate's history.
 
 The certificates come from the estate report (:mod:`renewal.operations.inventory` and
-:mod:`renewal.operations.compliance`),
-the one source of "what is the state of each certificate": a streamed listing, one read per
-certificate, one ledger scan. This module only sorts that into the dashboard's states and weeks."""
+:mod:`renewal.operations.compliance`), the one source of "what is the state of each certificate": a
+streamed listing, a read only of versions not kept in the version facts table, one ledger scan. This module
+sorts that into the dashboard's states and weeks, and keeps the result for ``SNAPSHOT_SECONDS`` so that
+paging, searching and filtering the list (each a GET of its own) do not rebuild the estate."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -24,7 +28,6 @@ from renewal.model import (
     LedgerRow,
 )
 from renewal.operations.compliance import Finding, rules_for
-from renewal.operations.dashboard.recent_reads import POLICY_TTL, ReadCounts, recent_reads
 from renewal.operations.inventory import InventoryBuilder, InventoryEntry, LastRenewal
 from renewal.operations.report import EstateReport
 from renewal.operations.status import FailureReport
@@ -36,6 +39,8 @@ STATES = ("expired", "failing", "renewing", "due", "healthy")
 SEVERITIES = ("error", "warning")
 HORIZON_DAYS = 90
 WEEKS = 13
+SNAPSHOT_SECONDS = 60.0
+"""How long an overview's estate serves the next pages and filters (the page says when it was built)."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +96,10 @@ class Estate:
     failures: FailureReport
     weeks: list[WeekBucket]
     errors: list[str] = field(default_factory=list)
-    reads: ReadCounts = field(default_factory=ReadCounts)
-    reuse_seconds: float = POLICY_TTL
+    reads: int = 0
+    """Certificates read from Key Vault for this estate."""
+    kept: int = 0
+    """Certificates whose current version came from the version facts table."""
     backups_configured: bool = False
     last_drill: dict[str, Any] | None = None
 
@@ -133,17 +140,38 @@ def weekly(rows: list[CertificateRow], now: dt.datetime) -> list[WeekBucket]:
     return [WeekBucket(now + dt.timedelta(days=7 * i), expiries[i], renewals[i]) for i in range(WEEKS)]
 
 
-def gather(service: RenewalService) -> Estate:
-    """The estate report (inventory + compliance rules), with reads of unchanged certificates reused
-    from recent views (see :mod:`.recent_reads`)."""
-    memo = recent_reads(service)
-    reads = ReadCounts()
-    stores = memo.stores(service.stores, reads)
+_snapshots: weakref.WeakKeyDictionary[Any, tuple[float, Estate]] = weakref.WeakKeyDictionary()
+_snapshot_lock = threading.Lock()
+
+
+def gather(service: RenewalService, *, fresh: bool = False) -> Estate:
+    """The estate, rebuilt when ``fresh`` or older than SNAPSHOT_SECONDS (one build at a time per service:
+    a burst of page views waits for the one build instead of starting its own)."""
+    with _snapshot_lock:
+        held = _snapshots.get(service)
+        if held is not None and not fresh and time.monotonic() - held[0] <= SNAPSHOT_SECONDS:
+            return held[1]
+        estate = _build(service)
+        _snapshots[service] = (time.monotonic(), estate)
+        return estate
+
+
+def forget(service: RenewalService) -> None:
+    """Drop the service's snapshot (after a change the next view must show)."""
+    with _snapshot_lock:
+        _snapshots.pop(service, None)
+
+
+def _build(service: RenewalService) -> Estate:
+    """The estate report (inventory + compliance rules), with kept versions reused."""
     inventory = InventoryBuilder(
-        config=service.config, stores=stores, ledger=service.ledger, clock=service.clock
+        config=service.config,
+        stores=service.stores,
+        ledger=service.ledger,
+        clock=service.clock,
+        facts=service.version_facts,
+        renewal_windows=service.renewal_windows,
     ).build()
-    if not inventory.errors:
-        memo.keep_only(set().union(*(store.listed for store in stores.values())))  # type: ignore[attr-defined]
     report = EstateReport(inventory, rules_for(service).evaluate(inventory.entries))
     now = inventory.generated_at
     rows = []
@@ -165,7 +193,8 @@ def gather(service: RenewalService) -> Estate:
         failures=service.failures(),
         weeks=weekly(rows, now),
         errors=errors,
-        reads=reads,
+        reads=inventory.certificate_reads,
+        kept=inventory.kept_reused,
         backups_configured=service.backups is not None,
         last_drill=last_drill,
     )

@@ -18,6 +18,7 @@ from renewal.operations.dashboard.estate import (
     Estate,
     WeekBucket,
 )
+from renewal.operations.dashboard.listing import SORTS, CertificateQuery, select
 
 CSS = """
 :root{color-scheme:light;--ink:#1b1f24;--muted:#57606a;--line:#d0d7de;--bg:#fff;--panel:#f6f8fa;--expired:#a40e26;--failing:#bc4c00;--renewing:#0550ae;--due:#7d4e00;--healthy:#116329;--exp:#a40e26;--ren:#0550ae}
@@ -68,6 +69,9 @@ dl.facts dd{margin:0}
 code{font-size:.9em}
 svg text{font:12px system-ui,sans-serif;fill:var(--ink)}
 .legend span{display:inline-block;width:.9rem;height:.9rem;vertical-align:middle;margin:0 .3rem 0 1rem}
+.filters{display:flex;flex-wrap:wrap;gap:.6rem;align-items:end;margin:.6rem 0}
+.filters input,.filters select{font:inherit;padding:.2rem .3rem}
+.pager{display:flex;gap:1rem;margin:.4rem 0}
 """
 
 
@@ -165,18 +169,17 @@ def expiry_chart(weeks: Sequence[WeekBucket]) -> str:
     return "".join(parts)
 
 
-def overview(estate: Estate, links: Links, *, csrf: str, message: str | None = None) -> str:
+def overview(
+    estate: Estate, links: Links, *, csrf: str, message: str | None = None, query: CertificateQuery | None = None
+) -> str:
+    query = query or CertificateQuery()
     counts = estate.counts
-    reads = estate.reads
-    reused = (
-        f"; {_n(reads.reused, 'unchanged version')} reused from a view of the last {estate.reuse_seconds / 60:.0f} min"
-        if reads.reused
-        else ""
-    )
+    kept = f"; {_n(estate.kept, 'unchanged version')} from the version facts table" if estate.kept else ""
     out = [
         "<h1>Certificate estate</h1>",
-        f'<p class="muted" id="as-of">As of {_t(estate.now)}: {_n(reads.fresh, "certificate")} read from Key Vault'
-        f"{reused}.</p>",
+        f'<p class="muted" id="as-of">As of {_t(estate.now)}: {_n(len(estate.certificates), "certificate")}, '
+        f"{estate.reads} read from Key Vault{kept}. "
+        f'<a href="{escape(links.overview(query.params(fresh=1)))}">Rebuild now</a></p>',
     ]
     if message:
         out.append(f'<p class="note" role="status">{escape(message)}</p>')
@@ -204,19 +207,78 @@ def overview(estate: Estate, links: Links, *, csrf: str, message: str | None = N
         )
     )
     out.append("</details></section>")
-    out.append(
-        '<section aria-labelledby="h-certs" id="certificates"><h2 id="h-certs">Certificates</h2>'
-        + _finding_summary(estate)
-        + _table(
-            f"{len(estate.certificates)} certificates, soonest expiry first",
-            ["certificate", "state", "expires", "renew at", "why", "issuer", "last outcome", "findings"],
-            (_certificate_cells(c, links) for c in estate.certificates),
-        )
-        + "</section>"
-    )
+    out.append(_certificates_section(estate, links, query))
     out.append(failures(estate, links, csrf=csrf))
     out.append(_drill_section(estate))
     return "".join(out)
+
+
+def _options(
+    name: str, label: str, values: Iterable[str], chosen: str, *, any_label: str = "any", labels: dict | None = None
+) -> str:
+    labels = labels or {}
+    opts = [f'<option value=""{" selected" if not chosen else ""}>{escape(any_label)}</option>']
+    opts += [
+        f'<option value="{escape(v)}"{" selected" if v == chosen else ""}>{escape(labels.get(v, v))}</option>'
+        for v in values
+    ]
+    return f'<label>{escape(label)} <select name="{name}" id="f-{name}">{"".join(opts)}</select></label>'
+
+
+def _certificates_section(estate: Estate, links: Links, query: CertificateQuery) -> str:
+    found = select(estate.certificates, query)
+    vaults = sorted({r.vault for r in estate.certificates})
+    issuers = sorted({r.issuer for r in estate.certificates if r.issuer})
+    rules = sorted({f.rule for r in estate.certificates for f in r.findings})
+    hidden = f'<input type="hidden" name="code" value="{escape(links.code)}">' if links.code else ""
+    form = (
+        f'<form method="get" action="{escape(links.base)}" role="search" id="filters" class="filters">{hidden}'
+        f'<label>Name <input type="search" name="q" id="f-q" value="{escape(query.q)}" maxlength="200"></label> '
+        + _options("vault", "Vault", vaults, query.vault)
+        + " "
+        + _options("state", "State", STATES, query.state)
+        + " "
+        + _options("issuer", "Issuer", issuers, query.issuer)
+        + " "
+        + _options("finding", "Finding", ["none", *SEVERITIES, *rules], query.finding)
+        + " "
+        + _options(
+            "sort",
+            "Sort",
+            [k for k in SORTS if k != "expiry"],
+            "" if query.sort == "expiry" else query.sort,
+            any_label=SORTS["expiry"],
+            labels=SORTS,
+        )
+        + ' <button type="submit">Show</button></form>'
+    )
+    shown = f"{found.total} of {len(estate.certificates)}" if query.filtered else str(found.total)
+    caption = f"{shown} certificates, {SORTS[query.sort]}, page {found.page} of {found.pages}"
+    nav = []
+    if found.page > 1:
+        nav.append(f'<a rel="prev" id="page-prev" href="{escape(links.overview(query.params(page=found.page - 1)))}">'
+                   "Previous</a>")  # fmt: skip
+    if found.page < found.pages:
+        nav.append(f'<a rel="next" id="page-next" href="{escape(links.overview(query.params(page=found.page + 1)))}">'
+                   "Next</a>")  # fmt: skip
+    exports = " ".join(
+        f'<a id="export-{fmt}" href="{escape(links.overview(query.params(page=None, format=fmt)))}" '
+        f'download="certificates.{fmt}">{fmt.upper()}</a>'
+        for fmt in ("csv", "json")
+    )
+    return (
+        '<section aria-labelledby="h-certs" id="certificates"><h2 id="h-certs">Certificates</h2>'
+        + _finding_summary(estate)
+        + form
+        + _table(
+            caption,
+            ["certificate", "state", "expires", "renew at", "why", "issuer", "last outcome", "findings"],
+            (_certificate_cells(c, links) for c in found.rows),
+        )
+        + f'<nav aria-label="Pages" class="pager">{" ".join(nav)}</nav>'
+        + f'<p id="exports">Export the {found.total} matching certificates: {exports}</p>'
+        + "</section>"
+    )
 
 
 def _drill_section(estate: Estate) -> str:
