@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ca_clients.config_types import SecretRef
 from renewal import settings
@@ -64,7 +64,12 @@ class RouteConfig(_Strict):
 class WebhookDeployerConfig(_Strict):
     type: Literal["webhook"]
     name: str
-    url: str
+    url: str | None = None
+    url_secret: SecretRef = None
+    """The URL as a secret reference, for targets whose URL is the credential (Teams Workflows, Slack)."""
+    format: Literal["renewal", "teams", "slack"] = "renewal"
+    """renewal: the signed JSON notice; teams: an Adaptive Card message for a Teams Workflows "When a Teams
+    webhook request is received" trigger; slack: a Slack incoming-webhook message."""
     signing_key: SecretRef = None
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     match: str = "*"
@@ -76,11 +81,21 @@ class WebhookDeployerConfig(_Strict):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parsed = urlparse(value)
         if parsed.scheme not in ("https", "http") or not parsed.hostname:
             raise ValueError("must be an http(s) URL")
         return value
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookDeployerConfig:
+        if (self.url is None) == (self.url_secret is None):
+            raise ValueError("give exactly one of url and url_secret")
+        if self.format != "renewal" and self.signing_key is not None:
+            raise ValueError(f"signing_key: a {self.format} webhook takes no signature (its URL is the secret)")
+        return self
 
 
 class EventGridDeployerConfig(_Strict):

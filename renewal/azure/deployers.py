@@ -37,11 +37,22 @@ class WebhookDeployer:
         self.config = config
         self._secrets = secrets
 
+    def _url(self) -> str:
+        if self.config.url is not None:
+            return self.config.url
+        return self._secrets.resolve(self.config.url_secret, field=f"deployers.{self.name}.url_secret")
+
     def deliver(self, notice: DeploymentNotice) -> None:
         import requests
 
-        target = check_target(self.config.url, allow_private=self.config.allow_private_addresses)
-        body = json.dumps({"type": EVENT_TYPE, "data": notice.to_dict()}, sort_keys=True).encode()
+        field = "url" if self.config.url is not None else "url_secret"
+        target = check_target(self._url(), allow_private=self.config.allow_private_addresses, field=field)
+        if self.config.format == "teams":
+            body = json.dumps(teams_message(notice)).encode()
+        elif self.config.format == "slack":
+            body = json.dumps(slack_message(notice)).encode()
+        else:
+            body = json.dumps({"type": EVENT_TYPE, "data": notice.to_dict()}, sort_keys=True).encode()
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
@@ -59,7 +70,7 @@ class WebhookDeployer:
                 timeout=self.config.timeout_seconds,
                 verify=self.config.ca_bundle or True,
             )
-        except requests.RequestException as exc:
+        except requests.RequestException as exc:  # never the URL: for Teams and Slack it is the credential
             raise RuntimeError(f"web hook {self.name}: {type(exc).__name__}") from None
         if not 200 <= response.status_code < 300:
             raise RuntimeError(f"web hook {self.name}: HTTP {response.status_code}")
@@ -72,6 +83,62 @@ class WebhookDeployer:
             version=notice.new_version,
             status=response.status_code,
         )
+
+
+def _facts(notice: DeploymentNotice) -> list[tuple[str, str]]:
+    return [
+        ("Certificate", f"{notice.vault}/{notice.name}"),
+        ("New version", notice.new_version),
+        ("Previous version", notice.old_version or "-"),
+        ("Valid", f"{notice.not_before:%Y-%m-%d %H:%M}Z to {notice.not_after:%Y-%m-%d %H:%M}Z"),
+        ("Issuer", notice.issuer),
+        ("Thumbprint (SHA-1)", notice.thumbprint_sha1),
+        ("Key Vault id", notice.certificate_id),
+    ]
+
+
+def teams_message(notice: DeploymentNotice) -> dict[str, Any]:
+    """An Adaptive Card in the message envelope a Teams Workflows webhook trigger takes (Workflows accept
+    Adaptive Cards only, not the retired connectors' MessageCard)."""
+    card = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [
+            {
+                "type": "TextBlock",
+                "size": "Medium",
+                "weight": "Bolder",
+                "wrap": True,
+                "text": f"Certificate renewed: {notice.vault}/{notice.name}",
+            },
+            {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in _facts(notice)]},
+        ],
+    }
+    return {
+        "type": "message",
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}
+        ],
+    }
+
+
+def _slack_escape(text: str) -> str:
+    # Slack's mrkdwn reserves these three; names and ids come from outside.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_message(notice: DeploymentNotice) -> dict[str, Any]:
+    """A Slack incoming-webhook message: ``text`` for notifications, blocks for the channel."""
+    title = f"Certificate renewed: {notice.vault}/{notice.name}"
+    fields = [{"type": "mrkdwn", "text": f"*{k}*\n{_slack_escape(v)}"} for k, v in _facts(notice)]
+    return {
+        "text": _slack_escape(title),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+            *({"type": "section", "fields": fields[i : i + 10]} for i in range(0, len(fields), 10)),
+        ],
+    }
 
 
 class EventGridDeployer:

@@ -15,6 +15,7 @@ an error (``chain-incomplete``); any other leaf whose issuer is not a configured
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -194,6 +195,25 @@ class ComplianceRules:
         self.now = now
         self.trust_anchors = trust_anchors or {}
         self.known_intermediates = list(known_intermediates)
+        # Names are decoded into Python objects on every access: decode each CA's subject once, and each
+        # issuer's text once, since a whole estate is checked against the same few CAs.
+        self._subjects = {
+            id(c): c.subject for c in [*self.known_intermediates, *(a for v in self.trust_anchors.values() for a in v)]
+        }
+        self._texts: dict[x509.Name, str] = {}
+        self._lock = threading.Lock()
+
+    def _issued(self, leaf: x509.Certificate, issuer: x509.Name, candidate: x509.Certificate) -> bool:
+        subject = self._subjects.get(id(candidate))
+        return (subject if subject is not None else candidate.subject) == issuer and issued_by(leaf, candidate)
+
+    def _text(self, name: x509.Name) -> str:
+        text = self._texts.get(name)
+        if text is None:
+            text = name.rfc4514_string()
+            with self._lock:
+                self._texts[name] = text
+        return text
 
     def evaluate(self, entries: Iterable[InventoryEntry]) -> list[Finding]:
         findings: list[Finding] = []
@@ -244,7 +264,8 @@ class ComplianceRules:
         return found
 
     def _chain(self, entry: InventoryEntry, leaf: x509.Certificate) -> list[Finding]:
-        if is_self_issued(leaf) or entry.merged_by_service:
+        issuer = leaf.issuer
+        if entry.merged_by_service or (issuer == leaf.subject and is_self_issued(leaf)):
             return []
         recorded = entry.tags.get(CHAIN_LENGTH_TAG, "")
         if recorded.isdigit():
@@ -255,21 +276,21 @@ class ComplianceRules:
                     "chain-incomplete",
                     entry,
                     f"imported as a leaf only (tag {CHAIN_LENGTH_TAG}={recorded}); its issuer "
-                    f"{leaf.issuer.rfc4514_string()!r} is missing from the stored chain",
+                    f"{self._text(issuer)!r} is missing from the stored chain",
                 )
             ]
         anchors = self.trust_anchors.get(entry.issuer or "", [])
-        if any(issued_by(leaf, anchor) for anchor in anchors):
+        if any(self._issued(leaf, issuer, anchor) for anchor in anchors):
             return []  # issued straight off a configured root: the leaf alone is the whole chain
-        known = any(issued_by(leaf, c) for c in self.known_intermediates) or any(
-            issued_by(leaf, c) for certs in self.trust_anchors.values() for c in certs
+        known = any(self._issued(leaf, issuer, c) for c in self.known_intermediates) or any(
+            self._issued(leaf, issuer, c) for certs in self.trust_anchors.values() for c in certs
         )
         hint = "a configured known intermediate" if known else "not a configured CA certificate"
         return [
             _finding(
                 "chain-unverified",
                 entry,
-                f"issued by {leaf.issuer.rfc4514_string()!r} ({hint}); the stored chain cannot be read without "
+                f"issued by {self._text(issuer)!r} ({hint}); the stored chain cannot be read without "
                 "the secrets API and this version was neither merged by the service nor imported with a recorded chain",
             )
         ]

@@ -120,3 +120,59 @@ def test_deployers_apply_only_to_their_vault_and_names(topic):
         == []
     )
     assert received == []
+
+
+@pytest.mark.parametrize("kind", ["teams", "slack"])
+def test_teams_and_slack_webhooks_get_their_own_message_and_the_url_stays_a_secret(hook, kind):
+    secrets = DictSecretResolver({"CHAT_HOOK_URL": hook.url})
+    config = WebhookDeployerConfig(
+        type="webhook",
+        name="chat",
+        url_secret={"setting": "CHAT_HOOK_URL"},
+        format=kind,
+        allow_private_addresses=True,
+    )
+    hook.status = 202 if kind == "teams" else 200  # what a Teams workflow and Slack answer
+    assert deliver_notice(NOTICE, [WebhookDeployer(config, secrets)]) == ["chat"]
+    (delivery,) = hook.received
+    body = json.loads(delivery["body"])
+    assert "X-Renewal-Signature" not in delivery["headers"]
+    if kind == "teams":
+        (attachment,) = body["attachments"]
+        assert body["type"] == "message"
+        assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+        card = attachment["content"]
+        assert card["type"] == "AdaptiveCard" and card["body"][0]["text"] == "Certificate renewed: kv-alpha/web"
+        facts = {f["title"]: f["value"] for f in card["body"][1]["facts"]}
+        assert facts["New version"] == "v2" and facts["Thumbprint (SHA-1)"] == "ab" * 20
+    else:
+        assert body["text"] == "Certificate renewed: kv-alpha/web"
+        assert body["blocks"][0]["type"] == "header"
+        assert any("*New version*\nv2" == f["text"] for f in body["blocks"][1]["fields"])
+
+    hook.status = 404  # a deleted workflow: the delivery fails and the queue retries; the URL is not in the error
+    with pytest.raises(DeliveryFailed) as info:
+        deliver_notice(NOTICE, [WebhookDeployer(config, secrets)])
+    assert hook.url not in str(info.value) and "HTTP 404" in str(info.value)
+
+
+def test_a_chat_webhook_config_refuses_a_signature_and_needs_exactly_one_url():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="takes no signature"):
+        WebhookDeployerConfig(
+            type="webhook", name="t", url="https://x.example/h", format="teams", signing_key={"setting": "K"}
+        )
+    with pytest.raises(ValidationError, match="exactly one of url and url_secret"):
+        WebhookDeployerConfig(type="webhook", name="t")
+    with pytest.raises(ValidationError, match="exactly one of url and url_secret"):
+        WebhookDeployerConfig(type="webhook", name="t", url="https://x.example/h", url_secret={"setting": "U"})
+
+
+def test_slack_markup_in_names_is_escaped():
+    from renewal.azure.deployers import slack_message
+
+    hostile = DeploymentNotice(**{**NOTICE.__dict__, "name": "a<!channel>b"})
+    body = slack_message(hostile)
+    assert "<!channel>" not in body["text"] and "&lt;!channel&gt;" in body["text"]
+    assert all("<!channel>" not in f["text"] for f in body["blocks"][1]["fields"])
