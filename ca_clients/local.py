@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +35,22 @@ class Config(BaseModel):
 
 class LocalCA:
     def __init__(
-        self, name: str, ca_cert: x509.Certificate, ca_key: Any, chain: list[x509.Certificate], config: Config
+        self,
+        name: str,
+        ca_cert: x509.Certificate,
+        ca_key: Any,
+        chain: list[x509.Certificate],
+        config: Config,
+        *,
+        now: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.name = name
         self._ca_cert = ca_cert
         self._ca_key = ca_key
         self._chain = chain
         self._config = config
+        self._now = now or (lambda: dt.datetime.now(dt.UTC))
+        """The CA's clock (``context.extra["now"]``, as for EST): a simulation shares its clock with the CA."""
 
     def sign(self, request: SignRequest) -> IssuedChain:
         try:
@@ -49,7 +59,7 @@ class LocalCA:
             raise PermanentCAError(f"CSR could not be parsed: {exc}", issuer=self.name) from exc
         if not csr.is_signature_valid:
             raise PermanentCAError("CSR signature is invalid", issuer=self.name)
-        now = dt.datetime.now(dt.UTC)
+        now = self._now()
         wanted = request.validity or dt.timedelta(days=self._config.validity_days)
         validity = min(wanted, dt.timedelta(days=self._config.max_validity_days))
         not_after = min(now + validity, self._ca_cert.not_valid_after_utc)
@@ -90,7 +100,7 @@ def build(name: str, config: Config, context: ClientContext) -> LocalCA:
     if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)):
         raise PermanentCAError(f"issuers.{name}.ca_key: unsupported key type", issuer=name)
     chain = load_pem_chain(pem_text(config.chain)) if config.chain else []
-    return LocalCA(name, ca_cert, key, chain, config)
+    return LocalCA(name, ca_cert, key, chain, config, now=context.extra.get("now"))
 
 
 def create_ca_files(directory: Path, *, common_name: str = "Renewal Dev Issuing CA") -> dict[str, Path]:

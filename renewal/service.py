@@ -126,10 +126,15 @@ class RenewalService:
         return self._stores
 
     def _create_budget(self, vault: str) -> Any:
-        """The vault's create budget, shared by every instance through the storage account."""
+        """The vault's create budget, shared by every instance through the storage account; None (the
+        store's in-process pacer) where no storage is configured, e.g. a CLI pointed at Key Vault only."""
         from renewal.azure.create_budget import TableCreatePacer
+        from renewal.errors import StorageNotConfigured
 
-        return TableCreatePacer(self.storage, vault)
+        try:
+            return TableCreatePacer(self.storage, vault)
+        except StorageNotConfigured:
+            return None
 
     @cached_property
     def storage(self) -> Any:

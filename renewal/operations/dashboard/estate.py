@@ -29,7 +29,7 @@ from renewal.model import (
 )
 from renewal.operations.compliance import Finding, rules_for
 from renewal.operations.inventory import InventoryBuilder, InventoryEntry, LastRenewal
-from renewal.operations.report import EstateReport
+from renewal.operations.report import build_report
 from renewal.operations.status import FailureReport
 
 if TYPE_CHECKING:
@@ -163,16 +163,10 @@ def forget(service: RenewalService) -> None:
 
 
 def _build(service: RenewalService) -> Estate:
-    """The estate report (inventory + compliance rules), with kept versions reused."""
-    inventory = InventoryBuilder(
-        config=service.config,
-        stores=service.stores,
-        ledger=service.ledger,
-        clock=service.clock,
-        facts=service.version_facts,
-        renewal_windows=service.renewal_windows,
-    ).build()
-    report = EstateReport(inventory, rules_for(service).evaluate(inventory.entries))
+    """The estate report (inventory + compliance rules, built exactly as ``python -m renewal report`` builds
+    it), sorted into the dashboard's rows."""
+    report = build_report(service)
+    inventory = report.inventory
     now = inventory.generated_at
     rows = []
     for entry in inventory.entries:
