@@ -383,15 +383,19 @@ class KeyVaultCertificateStore:
             raise
         # The merge answers with the new certificate (version, id, cer): no second read is needed. The
         # policy is the one the pending operation was created with; callers that need it read it.
-        if not merged.cer:
-            raise CertificateGone(f"{self.vault}/{name}: merge answered without a certificate")
-        props = merged.properties
+        return self._version_of(merged, name, "merge")
+
+    def _version_of(self, answer: Any, name: str, operation: str) -> CertificateVersion:
+        """The SDK's KeyVaultCertificate of a merge or restore answer (without its policy)."""
+        if not answer.cer:
+            raise CertificateGone(f"{self.vault}/{name}: {operation} answered without a certificate")
+        props = answer.properties
         return CertificateVersion(
             vault=self.vault,
             name=name,
             version=props.version or "",
-            id=merged.id or "",
-            cer=bytes(merged.cer),
+            id=answer.id or "",
+            cer=bytes(answer.cer),
             enabled=bool(props.enabled),
             not_before=props.not_before,
             expires_on=props.expires_on,
@@ -435,21 +439,7 @@ class KeyVaultCertificateStore:
                 raise RestoreRefused(f"{self.vault}: Key Vault refused the restore: {exc.message}") from exc
             raise
         # The answer is the restored current version (with its policy): no second read is needed.
-        if not restored.cer:
-            raise CertificateGone(f"{self.vault}/{restored.name}: restore answered without a certificate")
-        props = restored.properties
-        return CertificateVersion(
-            vault=self.vault,
-            name=restored.name or "",
-            version=props.version or "",
-            id=restored.id or "",
-            cer=bytes(restored.cer),
-            enabled=bool(props.enabled),
-            not_before=props.not_before,
-            expires_on=props.expires_on,
-            created_on=props.created_on,
-            tags=dict(props.tags or {}),
-        )
+        return self._version_of(restored, restored.name or "", "restore")
 
     def delete_and_purge(self, name: str) -> None:
         """Delete, wait for the soft delete, purge (drill copies only: a drill vault must allow purge)."""
