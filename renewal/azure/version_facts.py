@@ -123,5 +123,12 @@ class TableVersionFacts:
         except HttpResponseError as exc:
             raise StoreUnavailable(f"keeping version facts of {vault}: {exc.message}") from exc
 
-    def forget(self, vault: str, name: str) -> None:
-        self._table.delete_entity(vault, name)
+    def forget(self, vault: str, names: Sequence[str]) -> None:
+        from azure.core.exceptions import HttpResponseError
+
+        try:
+            for start in range(0, len(names), BATCH):
+                batch = names[start : start + BATCH]
+                self._table.submit_transaction([("delete", {"PartitionKey": vault, "RowKey": n}) for n in batch])
+        except HttpResponseError as exc:
+            raise StoreUnavailable(f"forgetting version facts of {vault}: {exc.message}") from exc

@@ -230,6 +230,7 @@ class InventoryBuilder:
             return row is None, row  # only versions not kept (or kept too long ago) need the pool
 
         def handle(store: CertificateStore, listing: CertificateListing, row: KeptVersion | None) -> None:
+            kept.listed(store.vault, listing.name)
             entry = self.entry_for(store, listing, now, rows, merged, kept=row, timing=timing)
             if row is None and entry.current is not None:
                 kept.add(store.vault, entry.current)
@@ -244,7 +245,10 @@ class InventoryBuilder:
             if progress is not None:
                 progress(listing.vault, 1)
 
+        failed: set[str] = set()
+
         def vault_failed(vault: str, exc: BaseException) -> None:
+            failed.add(vault)
             problem = str(exc) if isinstance(exc, NotFound) else f"{vault}: listing failed: {type(exc).__name__}: {exc}"
             with lock:
                 inventory.errors.append(problem)
@@ -252,6 +256,7 @@ class InventoryBuilder:
         VaultScan(
             self.stores, workers=self.max_workers, in_flight_per_vault=self.max_workers * 2, name="inventory"
         ).run(names, triage=triage, handle=handle, vault_failed=vault_failed)
+        kept.prune(failed)
         kept.flush()
         inventory.entries.sort(key=lambda e: (e.vault, e.name))
         log_event(
@@ -334,6 +339,25 @@ class _KeptPerVault:
         self._loading: dict[str, Future[dict[str, KeptVersion]]] = {}
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="facts") if facts is not None else None
         self._pending: dict[str, list[CertificateVersion]] = {}
+        self._listed: dict[str, set[str]] = {}
+
+    def listed(self, vault: str, name: str) -> None:
+        with self.lock:
+            self._listed.setdefault(vault, set()).add(name)
+
+    def prune(self, failed: set[str]) -> None:
+        """Forget kept rows of certificates a complete listing no longer shows (deleted ones)."""
+        if self.facts is None:
+            return
+        for vault in list(self._loading):
+            if vault in failed:
+                continue
+            gone = sorted(set(self._loaded(vault)) - self._listed.get(vault, set()))
+            if gone:
+                try:
+                    self.facts.forget(vault, gone)
+                except Exception as exc:  # noqa: BLE001 - stale rows cost a little memory, never a wrong view
+                    log_event(log, "inventory.facts_not_pruned", level=logging.WARNING, vault=vault, error=str(exc))
 
     def start(self, vaults: Iterable[str]) -> None:
         if self.facts is not None and self._pool is not None:

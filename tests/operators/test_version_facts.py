@@ -95,3 +95,15 @@ def test_an_unreadable_facts_table_falls_back_to_key_vault(flow: Flow, monkeypat
     flow.kv.admin.reset_counters()
     report = build_report(flow.service)
     assert reads(flow) == 1 and len(report.inventory.entries) == 1 and not report.inventory.errors
+
+
+def test_rows_of_deleted_certificates_are_forgotten_by_the_next_complete_view(flow: Flow) -> None:
+    flow.seed("kv-alpha", "web", days_left=60)
+    flow.seed("kv-alpha", "old", days_left=60)
+    build_report(flow.service)
+    facts = TableVersionFacts(flow.storage)
+    assert set(facts.load("kv-alpha")) == {"web", "old"}
+    flow.client().begin_delete_certificate("old").wait()
+    report = build_report(flow.service)
+    assert [e.name for e in report.inventory.entries] == ["web"]
+    assert set(facts.load("kv-alpha")) == {"web"}
