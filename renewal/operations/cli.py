@@ -214,8 +214,13 @@ def report(
     if unknown:
         err.print(f"[red]--vault: not configured: {', '.join(unknown)}[/red]")
         raise typer.Exit(EXIT_NOT_FOUND)
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
+    with Progress(  # on a terminal only, and never around machine-readable output
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=output_format == "json",
     ) as progress:
         task = progress.add_task("reading vaults", total=None)
         counted = {"n": 0}
