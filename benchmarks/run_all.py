@@ -25,6 +25,7 @@ ORDER = [
     "critical_path",
     "ca_issuance",
     "report_time",
+    "simulated_year",
 ]
 TIMEOUT_SECONDS = 1200
 
