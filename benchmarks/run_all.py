@@ -58,8 +58,10 @@ def main(argv: list[str]) -> int:
             proc.kill()
             code = -1
         verdicts = [line for line in lines if "(target " in line and line.endswith((" PASS", " FAIL"))]
-        if not verdicts or code != 0:
+        if not verdicts:
             verdicts.append(f"{name}: no verdict (exit code {code}) FAIL")
+        elif code != 0 and all(v.endswith(" PASS") for v in verdicts):  # it failed after its verdicts
+            verdicts.append(f"{name}: exit code {code} after its verdicts FAIL")
         for verdict in verdicts:
             results.append((name, verdict, verdict.endswith(" PASS")))
         passed = all(v.endswith(" PASS") for v in verdicts)
