@@ -348,7 +348,7 @@ def run(console: Console, *, acme: bool = False, stepca: bool = False, keep: boo
             client.get_certificate("web-frontend").properties.version != before["web-frontend"].version
             and client.get_certificate("legacy-api").properties.version != before["legacy-api"].version
             and client.get_certificate("healthy-app").properties.version == before["healthy-app"].version
-            and [f.name for f in failures.jobs] == ["partner-billing"]
+            and {f.name for f in failures.jobs} == {"partner-billing"}  # the event and the sweep may both queue it
             and len(hook.received) == 2
             and not secret_reads
             and drill.passed
