@@ -1145,7 +1145,16 @@ def schedule_year(year: Year) -> None:
         year.install(year.good_config)
         year.replay("after fixing the issuer's profile")
 
+    def due_while_misconfigured() -> None:
+        # An ACME certificate adopted past its trigger (9 days left): whatever else the estate has due in these
+        # two days, this one meets the broken profile, so a short year exercises the fault too.
+        months, trigger = 3, ("days", 10)
+        life = dt.timedelta(days=lifetime_days(PUBLIC, months))
+        name = f"pub-{life.days}d-adopted-due"
+        seed_certificate(kv, world, spec.vaults[0], name, PUBLIC, months, trigger, age=life - dt.timedelta(days=9))
+
     year.at(misconfig, "misconfigure", lambda: year.install(year.bad_config))
+    year.at(misconfig + HOUR, "adopt a due certificate", due_while_misconfigured)
     year.at(misconfig + 2 * DAY, "fix and replay", fix)
     world.band("issuer misconfigured", misconfig, misconfig + 2 * DAY, PUBLIC)
 

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from renewal import settings
 from renewal.config import RenewalConfig, WebhookDeployerConfig, anchors_of, load_config
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from renewal.operations.status import FailureReport
 
 log = logging.getLogger("renewal.service")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -125,16 +126,22 @@ class RenewalService:
             }
         return self._stores
 
-    def _create_budget(self, vault: str) -> Any:
-        """The vault's create budget, shared by every instance through the storage account; None (the
-        store's in-process pacer) where no storage is configured, e.g. a CLI pointed at Key Vault only."""
-        from renewal.azure.create_budget import TableCreatePacer
+    def _on_storage(self, build: Callable[[Any], T]) -> T | None:
+        """``build(storage)``, or None where no storage account is configured (e.g. a CLI pointed at Key
+        Vault only): the tables that only save work (create budget, version facts, renewal windows) are off."""
         from renewal.errors import StorageNotConfigured
 
         try:
-            return TableCreatePacer(self.storage, vault)
+            return build(self.storage)
         except StorageNotConfigured:
             return None
+
+    def _create_budget(self, vault: str) -> Any:
+        """The vault's create budget, shared by every instance through the storage account; None: the
+        store's in-process pacer."""
+        from renewal.azure.create_budget import TableCreatePacer
+
+        return self._on_storage(lambda storage: TableCreatePacer(storage, vault))
 
     @cached_property
     def storage(self) -> Any:
@@ -168,12 +175,8 @@ class RenewalService:
         """The CAs' suggested renewal windows (RFC 9773 ARI), kept until their Retry-After; None when no
         storage is configured (then every look asks the CA, and views show the policy's decision)."""
         from renewal.azure.renewal_windows import TableRenewalWindows
-        from renewal.errors import StorageNotConfigured
 
-        try:
-            return TableRenewalWindows(self.storage)
-        except StorageNotConfigured:
-            return None
+        return self._on_storage(TableRenewalWindows)
 
     @cached_property
     def claims(self) -> ClaimStore:
@@ -220,12 +223,8 @@ class RenewalService:
     def version_facts(self) -> VersionFacts | None:
         """Kept certificate versions for the operators' views; None when no storage is configured."""
         from renewal.azure.version_facts import TableVersionFacts
-        from renewal.errors import StorageNotConfigured
 
-        try:
-            return TableVersionFacts(self.storage)
-        except StorageNotConfigured:
-            return None
+        return self._on_storage(TableVersionFacts)
 
     @cached_property
     def backups(self) -> BackupArchive | None:
@@ -415,7 +414,7 @@ class RenewalService:
         if self.backups is not None:
             from renewal.flow.backup import back_up
 
-            back_up(store, self.backups, notice.name, notice.new_version, clock=self.clock)
+            back_up(store, self.backups, notice.name, notice.new_version, clock=self.clock, current=current)
         self._keep_facts(store.vault, current)
         return deliver_notice(notice, self.deployers)
 

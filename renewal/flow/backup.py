@@ -38,14 +38,15 @@ def back_up(
     *,
     clock: Callable[[], dt.datetime],
     current: CertificateVersion | None = None,
+    known_missing: bool = False,
 ) -> BackupEntry | None:
     """Archive the backup of ``name`` while ``version`` is its current version.
 
     Returns the archive entry (the existing one when this version is already backed up), or None when
-    ``version`` is no longer current (its successor's own backup covers it). ``current``: the version
-    just read by a caller that already knows the archive lacks it (the estate backup). Raises BackupRaced
-    and the ports' StoreErrors: the caller's queue retries."""
-    if current is None:
+    ``version`` is no longer current (its successor's own backup covers it). ``current``: the version the
+    caller has just read (no second read); ``known_missing``: the caller's own archive listing lacks it (no
+    second listing). Raises BackupRaced and the ports' StoreErrors: the caller's queue retries."""
+    if not known_missing:
         existing = next((e for e in archive.entries(store.vault, name) if e.version == version), None)
         if existing is not None:
             return existing
@@ -114,7 +115,9 @@ def back_up_estate(
         try:
             current = store.get_current(listing.name)
             if current is not None:
-                entry = back_up(store, archive, listing.name, current.version, clock=clock, current=current)
+                entry = back_up(
+                    store, archive, listing.name, current.version, clock=clock, current=current, known_missing=True
+                )
         except StoreError as exc:
             error = f"{store.vault}/{listing.name}: {exc}"
         with lock:

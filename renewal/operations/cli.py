@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -39,6 +40,17 @@ def _service() -> Any:
     except ConfigError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(EXIT_CONFIG) from None
+
+
+def _stop(exc: Exception, what: str = "") -> typer.Exit:
+    """Print a domain error and the exit its branch of the error tree means: a missing vault, certificate
+    or backup 3, refused input or configuration 2, the outside world saying no 1."""
+    from renewal.errors import NotFound, Rejected
+
+    err.print(f"[red]{what + ': ' if what else ''}{exc}[/red]")
+    if isinstance(exc, NotFound):
+        return typer.Exit(EXIT_NOT_FOUND)
+    return typer.Exit(EXIT_CONFIG if isinstance(exc, Rejected) else EXIT_FAILED)
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -83,13 +95,13 @@ def sweep(
             entry.name,
             _when(entry.expires_on),
             "[bold red]due[/]",
-            entry.decision.reason,
+            escape(entry.decision.reason),  # a reason can quote a CA's text (ARI's explanationURL)
             "yes" if entry.enqueued else "no",
         )
     for entry in sorted(report.later, key=lambda e: e.decision.renew_at or report.started_at)[:200]:
         # A "later" entry can be queued: an ARI moment within a day gets a job delayed to it.
         queued = "yes" if entry.enqueued else "-"
-        table.add_row(entry.vault, entry.name, _when(entry.expires_on), "later", entry.decision.reason, queued)
+        table.add_row(entry.vault, entry.name, _when(entry.expires_on), "later", escape(entry.decision.reason), queued)
     console.print(table)
     console.print(
         f"scanned {report.scanned}, due {len(report.due)}, not due {report.not_due_count}, "
@@ -359,8 +371,7 @@ def backup(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     try:
         result = service.back_up_estate()
     except StorageNotConfigured as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(EXIT_CONFIG) from None
+        raise _stop(exc) from None
     if as_json:
         console.print_json(json.dumps({"backed_up": result.backed_up, "already": result.already,
                                        "errors": result.errors}))  # fmt: skip
@@ -379,23 +390,13 @@ def restore(
     version: Annotated[str | None, typer.Option("--version", help="The backup written when V was current.")] = None,
 ) -> None:
     """Restore VAULT/NAME from the backup archive into the vault named by --to (every version, key, policy)."""
-    from renewal.errors import NotFound, RestoreRefused, StorageNotConfigured, StoreError
+    from renewal.errors import Rejected, RestoreRefused, StoreError
 
     service = _service()
     try:
         restored = service.restore(vault, name, to=to, version=version)
-    except StorageNotConfigured as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(EXIT_CONFIG) from None
-    except NotFound as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(EXIT_NOT_FOUND) from None
-    except RestoreRefused as exc:
-        err.print(f"[red]restore refused[/red]: {exc}")
-        raise typer.Exit(EXIT_FAILED) from None
-    except StoreError as exc:
-        err.print(f"[red]restore failed[/red]: {exc}")
-        raise typer.Exit(EXIT_FAILED) from None
+    except (Rejected, StoreError) as exc:
+        raise _stop(exc, "restore refused" if isinstance(exc, RestoreRefused) else "") from None
     state = "[green]matches[/green]" if restored.matches else f"[red]differs from {restored.entry.thumbprint}[/red]"
     console.print(
         f"restored {vault}/{name} into {to}: current version {restored.version}, thumbprint {restored.thumbprint} "
@@ -411,20 +412,13 @@ def drill(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Restore a sample of the newest backups into a drill vault, verify each one, time it, purge the copies."""
-    from renewal.errors import NotFound, Rejected, StoreError
+    from renewal.errors import Rejected, StoreError
 
     service = _service()
     try:
         report = service.drill(to=to, sample=sample)
-    except StoreError as exc:
-        err.print(f"[red]drill failed[/red]: {exc}")
-        raise typer.Exit(EXIT_FAILED) from None
-    except NotFound as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(EXIT_NOT_FOUND) from None
-    except Rejected as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(EXIT_CONFIG) from None
+    except (Rejected, StoreError) as exc:
+        raise _stop(exc, "drill failed" if isinstance(exc, StoreError) else "") from None
     if as_json:
         console.print_json(json.dumps(report.as_dict(), default=str))
     else:

@@ -71,3 +71,11 @@ def test_the_estate_backup_skips_what_is_archived_and_reports_what_failed():
     again = back_up_estate({"kv-a": store}, archive, clock=clock)
     assert again.already == 2 and len(again.backed_up) == 1 and not again.errors
     assert again.oldest_missing_hours == 0
+
+
+def test_a_version_the_caller_just_read_is_not_read_again():
+    store, archive = store_with("web"), MemoryArchive()
+    current = store.get_current("web")
+    store.calls.clear()
+    assert back_up(store, archive, "web", current.version, clock=clock, current=current) is not None
+    assert store.calls == ["backup", "get_current"]  # the backup, and the read that proves nothing changed
