@@ -470,3 +470,95 @@ class KeptVersion:
     current: CertificateVersion
     thumbprint: str
     read_at: dt.datetime
+
+
+class RolloutState(StrEnum):
+    """Where one deployer target stands for one certificate version (DESIGN.md, "Deployers")."""
+
+    DONE = "done"
+    """The target took the version: the thumbprint it reports bound is the version's (or a notice was sent)."""
+    IN_PROGRESS = "in_progress"
+    """An operation is under way; the notice comes back after a delay to look again."""
+    SKIPPED = "skipped"
+    """The target cannot take this certificate, or does not use it; the detail says why."""
+    FAILED = "failed"
+    """Needs a fix (a role, a pinned reference, a refused operation); retried, then poisoned for replay."""
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more to do for this target and version (a later pass leaves it alone)."""
+        return self in (RolloutState.DONE, RolloutState.SKIPPED)
+
+
+@dataclass(frozen=True)
+class RolloutOutcome:
+    """A deployer's answer for one target."""
+
+    deployer: str
+    target: str
+    """The target's resource id; a notifier's own name."""
+    state: RolloutState
+    detail: str = ""
+    thumbprint: str | None = None
+    """DONE: the thumbprint the target reports bound (upper-case hex SHA-1)."""
+    check_after_seconds: int | None = None
+    """IN_PROGRESS: look again after this long."""
+    operation: str | None = None
+    """IN_PROGRESS: the long-running operation's status URL, polled on the next pass."""
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    """The ledger's record of a target's last outcome for one certificate version."""
+
+    vault: str
+    name: str
+    version: str
+    deployer: str
+    target: str
+    state: RolloutState
+    detail: str
+    thumbprint: str | None
+    operation: str | None
+    started_at: dt.datetime
+    updated_at: dt.datetime
+    attempts: int
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.deployer, self.target)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        data["started_at"], data["updated_at"] = _ts(self.started_at), _ts(self.updated_at)
+        return data
+
+    @classmethod
+    def after(
+        cls,
+        previous: RolloutRecord | None,
+        outcome: RolloutOutcome,
+        *,
+        vault: str,
+        name: str,
+        version: str,
+        now: dt.datetime,
+    ) -> RolloutRecord:
+        """The record once ``outcome`` is known. The clock (``started_at``) runs while the target stays in
+        progress; a first pass, or a re-drive after a failure, starts it again."""
+        ongoing = previous is not None and previous.state is RolloutState.IN_PROGRESS
+        return cls(
+            vault=vault,
+            name=name,
+            version=version,
+            deployer=outcome.deployer,
+            target=outcome.target,
+            state=RolloutState(outcome.state),
+            detail=outcome.detail,
+            thumbprint=outcome.thumbprint,
+            operation=outcome.operation if outcome.state is RolloutState.IN_PROGRESS else None,
+            started_at=previous.started_at if ongoing and previous is not None else now,
+            updated_at=now,
+            attempts=(previous.attempts if previous is not None else 0) + 1,
+        )

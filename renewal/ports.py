@@ -20,6 +20,8 @@ from renewal.model import (
     PolicySpec,
     RenewalJob,
     RenewalWindow,
+    RolloutOutcome,
+    RolloutRecord,
 )
 
 
@@ -106,7 +108,7 @@ class JobQueue(Protocol):
 
 
 class NoticeQueue(Protocol):
-    def enqueue(self, notice: DeploymentNotice) -> None: ...
+    def enqueue(self, notice: DeploymentNotice, *, delay: dt.timedelta | None = None) -> None: ...
 
 
 class Ledger(Protocol):
@@ -126,11 +128,36 @@ class ClaimStore(Protocol):
 
 
 class Deployer(Protocol):
+    """A notifier: told of a new version once (a web hook, an Event Grid topic); its one target is itself."""
+
     name: str
 
     def deliver(self, notice: DeploymentNotice) -> None:
         """Raise to have the deployments queue retry the notice."""
         ...
+
+
+class TargetRollout(Protocol):
+    """A deployer that rolls a version out to Azure resources and reads back what each one has bound."""
+
+    name: str
+
+    def targets(self) -> list[str]: ...
+
+    def roll_out(
+        self, notice: DeploymentNotice, current: CertificateVersion, target: str, previous: RolloutRecord | None
+    ) -> RolloutOutcome:
+        """One pass over one target; ``previous`` is its last record for this version (None the first time)."""
+        ...
+
+
+class RolloutLog(Protocol):
+    """Each deployer target's last outcome per certificate version (the ``rollouts`` table)."""
+
+    def of_version(self, vault: str, name: str, version: str) -> dict[tuple[str, str], RolloutRecord]: ...
+    def record(self, record: RolloutRecord) -> None: ...
+    def history(self, vault: str, name: str) -> list[RolloutRecord]: ...
+    def unsettled(self, *, limit: int = 100) -> list[RolloutRecord]: ...
 
 
 class PoisonMessageView(Protocol):

@@ -32,6 +32,8 @@ from renewal.ports import (
     PoisonQueueStore,
     RecoveryTarget,
     RenewalWindows,
+    RolloutLog,
+    TargetRollout,
     VersionFacts,
 )
 
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 
     from ca_clients import CAClient, SecretResolver
     from renewal.flow.backup import BackupSweepReport
+    from renewal.flow.deploy import RolloutPass
     from renewal.flow.replay import ReplayResult
     from renewal.operations.recovery import DrillReport, Restored
     from renewal.operations.status import FailureReport
@@ -209,15 +212,40 @@ class RenewalService:
         return DeadLetterStore(self.storage)
 
     @cached_property
-    def deployers(self) -> list[Deployer]:
+    def deployers(self) -> list[Deployer | TargetRollout]:
         from renewal.azure.deployers import EventGridDeployer, WebhookDeployer
+        from renewal.config import EventGridDeployerConfig
 
-        return [
-            WebhookDeployer(d, self.secrets)
-            if isinstance(d, WebhookDeployerConfig)
-            else EventGridDeployer(d, self.secrets, lambda: self.keyvault_credential)
-            for d in self.config.deployers
-        ]
+        built: list[Deployer | TargetRollout] = []
+        for d in self.config.deployers:
+            if isinstance(d, WebhookDeployerConfig):
+                built.append(WebhookDeployer(d, self.secrets))
+            elif isinstance(d, EventGridDeployerConfig):
+                built.append(EventGridDeployer(d, self.secrets, lambda: self.keyvault_credential))
+            else:
+                from renewal.azure.rollouts import build_rollout
+
+                built.append(
+                    build_rollout(
+                        d,
+                        credential_factory=lambda: self.keyvault_credential,
+                        issuer_roots=self.issuer_roots,
+                        clock=self.clock,
+                    )
+                )
+        return built
+
+    def issuer_roots(self, issuer: str) -> list[Any]:
+        """The trust anchors of a configured issuer (none for a name the config does not know)."""
+        section = next((s for s in self.config.issuers if s.get("name") == issuer), None)
+        return anchors_of(section) if section is not None else []
+
+    @cached_property
+    def rollout_log(self) -> RolloutLog | None:
+        """Each deployer target's outcome per version; None when no storage is configured."""
+        from renewal.azure.rollout_log import TableRolloutLog
+
+        return self._on_storage(TableRolloutLog)
 
     @cached_property
     def version_facts(self) -> VersionFacts | None:
@@ -388,10 +416,10 @@ class RenewalService:
 
         return list_failures(self.poison, self.dead_letters, self.ledger)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, certificate: tuple[str, str] | None = None) -> dict[str, Any]:
         from renewal.operations.status import status
 
-        return status(self.poison, self.dead_letters, self.ledger)
+        return status(self.poison, self.dead_letters, self.ledger, self.rollout_log, certificate=certificate)
 
     def replay(self, **which: Any) -> ReplayResult:
         """``replay`` of renewal.flow.replay over this service's stores (``jobs``, ``notices``,
@@ -400,23 +428,38 @@ class RenewalService:
 
         return replay(self.poison, self.dead_letters, self.jobs, vaults=self.vault_urls, clock=self.clock, **which)
 
-    def deliver(self, claim: DeploymentNotice) -> list[str]:
-        """Deliver the notice a ``deployments`` message claims, as the ledger and Key Vault confirm it."""
-        from renewal.flow.deploy import confirmed_notice, deliver_notice
+    def deliver(self, claim: DeploymentNotice) -> RolloutPass:
+        """One rollout pass for the notice a ``deployments`` message claims, as the ledger and Key Vault confirm
+        it. Raises DeliveryFailed when a target failed (the queue retries, then poisons the message for
+        replay); a target still in progress brings the claim back after the delay it asked for."""
+        from renewal.flow.deploy import RolloutPass, confirmed_notice, run_rollout
 
         store = self.stores.get(claim.vault)
         if store is None:
             raise NotFound("vault", f"{claim.vault!r} is not configured")
         confirmed = confirmed_notice(claim, self.ledger, store)
         if confirmed is None:
-            return []
+            return RolloutPass()
         notice, current = confirmed
         if self.backups is not None:
             from renewal.flow.backup import back_up
 
             back_up(store, self.backups, notice.name, notice.new_version, clock=self.clock, current=current)
         self._keep_facts(store.vault, current)
-        return deliver_notice(notice, self.deployers)
+        result = run_rollout(notice, current, self.deployers, rollouts=self.rollout_log, now=self.clock())
+        result.raise_for_failures()
+        if result.in_progress:
+            self.notices.enqueue(claim, delay=result.check_after)
+            log_event(
+                log,
+                "deploy.check_again",
+                vault=notice.vault,
+                certificate=notice.name,
+                version=notice.new_version,
+                after_seconds=int(result.check_after.total_seconds()) if result.check_after else None,
+                targets=len(result.in_progress),
+            )
+        return result
 
     def _keep_facts(self, vault: str, current: Any) -> None:
         """The operators' views need not read a version the service merged (best effort: a view reads it)."""

@@ -30,6 +30,7 @@ from renewal.model import (
     PolicySpec,
     RenewalJob,
     RenewalWindow,
+    RolloutRecord,
 )
 
 
@@ -270,9 +271,32 @@ class MemoryJobs:
 @dataclass
 class MemoryNotices:
     sent: list[DeploymentNotice] = field(default_factory=list)
+    delays: list[dt.timedelta | None] = field(default_factory=list)
 
-    def enqueue(self, notice: DeploymentNotice) -> None:
+    def enqueue(self, notice: DeploymentNotice, *, delay: dt.timedelta | None = None) -> None:
         self.sent.append(notice)
+        self.delays.append(delay)
+
+
+@dataclass
+class MemoryRolloutLog:
+    """RolloutLog in memory (the table adapter is tested against Azurite in tests/azure/test_rollout_log.py)."""
+
+    rows: dict[tuple[str, str, str, str, str], RolloutRecord] = field(default_factory=dict)
+
+    def of_version(self, vault: str, name: str, version: str) -> dict[tuple[str, str], RolloutRecord]:
+        return {r.key: r for k, r in self.rows.items() if k[:3] == (vault, name, version)}
+
+    def record(self, record: RolloutRecord) -> None:
+        self.rows[(record.vault, record.name, record.version, record.deployer, record.target)] = record
+
+    def history(self, vault: str, name: str) -> list[RolloutRecord]:
+        mine = [r for k, r in self.rows.items() if k[:2] == (vault, name)]
+        return sorted(mine, key=lambda r: r.updated_at, reverse=True)
+
+    def unsettled(self, *, limit: int = 100) -> list[RolloutRecord]:
+        open_ = [r for r in self.rows.values() if not r.state.settled]
+        return sorted(open_, key=lambda r: r.updated_at, reverse=True)[:limit]
 
 
 __all__ = [
@@ -282,5 +306,6 @@ __all__ = [
     "MemoryLedger",
     "MemoryNotices",
     "MemoryRenewalWindows",
+    "MemoryRolloutLog",
     "MemoryStore",
 ]

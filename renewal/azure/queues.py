@@ -59,8 +59,8 @@ class StorageNoticeQueue:
         self.queue_name = queue_name
         self._client = storage.queue_client(queue_name)
 
-    def enqueue(self, notice: DeploymentNotice) -> None:
-        self._client.send_message(notice.to_json(), time_to_live=NEVER_EXPIRE)
+    def enqueue(self, notice: DeploymentNotice, *, delay: dt.timedelta | None = None) -> None:
+        self._client.send_message(notice.to_json(), visibility_timeout=delay_seconds(delay), time_to_live=NEVER_EXPIRE)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ TABLES: tuple[str, ...] = (
     settings.CREATE_BUDGET_TABLE,
     settings.VERSION_FACTS_TABLE,
     settings.RENEWAL_WINDOWS_TABLE,
+    settings.ROLLOUTS_TABLE,
 )
 CONTAINERS: tuple[str, ...] = (settings.CLAIMS_CONTAINER, settings.DEADLETTER_CONTAINER)
 

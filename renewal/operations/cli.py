@@ -172,9 +172,22 @@ def replay(
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Queue depths, failures and the latest renewals."""
-    data = _service().status()
+def status(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    certificate: Annotated[
+        str | None,
+        typer.Argument(metavar="[VAULT/NAME]", help="Also this certificate's renewals and each target's rollout."),
+    ] = None,
+) -> None:
+    """Queue depths, failures, the latest renewals and the rollouts not finished."""
+    which = None
+    if certificate is not None:
+        vault, _, name = certificate.partition("/")
+        if not vault or not name:
+            err.print(f"certificate: give VAULT/NAME, not {escape(certificate)!r}")
+            raise typer.Exit(EXIT_CONFIG)
+        which = (vault, name)
+    data = _service().status(which)
     if as_json:
         console.print_json(json.dumps(data, default=str))
         return
@@ -185,20 +198,48 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         table.add_row(name, str(depth))
     table.add_row("eventgrid dead-letter blobs", str(data["dead_letters"]))
     console.print(table)
-    recent = Table(title="recent renewals")
+    console.print(_attempts_table("recent renewals", data["recent"]))
+    if data["rollouts"]:
+        console.print(_rollouts_table("rollouts not finished", data["rollouts"]))
+    if "certificate" in data:
+        mine = data["certificate"]
+        console.print(_attempts_table(f"renewals of {escape(which[0])}/{escape(which[1])}", mine["renewals"]))
+        console.print(_rollouts_table("rollouts per target", mine["rollouts"]))
+
+
+def _attempts_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title)
     for column in ("certificate", "state", "issuer", "old -> new", "attempts", "updated", "error"):
-        recent.add_column(column)
-    for row in data["recent"]:
-        recent.add_row(
-            f"{row['vault']}/{row['name']}",
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            escape(f"{row['vault']}/{row['name']}"),
             row["state"],
-            row["issuer"],
+            escape(row["issuer"]),
             f"{(row['old_version'] or '-')[:8]} -> {(row['new_version'] or '-')[:8]}",
             str(row["attempts"]),
             row["updated_at"] or "-",
-            (row["error"] or "")[:80],
+            escape((row["error"] or "")[:80]),
         )
-    console.print(recent)
+    return table
+
+
+def _rollouts_table(title: str, records: list[dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    for column in ("certificate", "version", "deployer", "target", "state", "thumbprint", "since", "detail"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            escape(f"{r['vault']}/{r['name']}"),
+            r["version"][:8],
+            escape(r["deployer"]),
+            escape(r["target"] if r["target"] != r["deployer"] else "-"),
+            r["state"],
+            (r["thumbprint"] or "-")[:12],
+            r["started_at"] or "-",
+            escape(r["detail"][:160]),
+        )
+    return table
 
 
 @app.command()

@@ -1,5 +1,5 @@
-"""What an operator checks first: the failed work waiting to be replayed, queue depths and the latest
-ledger states. Each function takes only the stores it reads."""
+"""What an operator checks first: the failed work waiting to be replayed, queue depths, the latest
+ledger states and the rollouts not finished. Each function takes only the stores it reads."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from renewal import settings
-from renewal.ports import DeadLetterStore, Ledger, PoisonQueueStore
+from renewal.model import LedgerRow
+from renewal.ports import DeadLetterStore, Ledger, PoisonQueueStore, RolloutLog
 
 
 @dataclass(frozen=True)
@@ -54,30 +55,49 @@ def list_failures(poison: PoisonQueueStore, dead_letters: DeadLetterStore, ledge
     return report
 
 
-def status(poison: PoisonQueueStore, dead_letters: DeadLetterStore, ledger: Ledger) -> dict[str, Any]:
-    """Queue depths, failure counts and the latest ledger states."""
+def status(
+    poison: PoisonQueueStore,
+    dead_letters: DeadLetterStore,
+    ledger: Ledger,
+    rollouts: RolloutLog | None = None,
+    *,
+    certificate: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """Queue depths, failure counts, the latest ledger states and the rollouts not finished; with
+    ``certificate`` (vault, name) also that certificate's renewals and every deployer target's outcome."""
     rows = ledger.recent(limit=200)
     states: dict[str, int] = {}
     for row in rows:
         states[row.state.value] = states.get(row.state.value, 0) + 1
-    return {
+    data: dict[str, Any] = {
         "queues": poison.depths(),
         "dead_letters": len(dead_letters.blob_names()),
         "ledger_states": states,
-        "recent": [
-            {
-                "vault": r.vault,
-                "name": r.name,
-                "state": r.state.value,
-                "issuer": r.issuer,
-                "old_version": r.old_version,
-                "new_version": r.new_version,
-                "attempts": r.attempts,
-                "error": r.error,
-                "updated_at": r.updated_at.isoformat() if r.updated_at else None,
-            }
-            for r in rows[:25]
-        ],
+        "recent": [_attempt(r) for r in rows[:25]],
+        "rollouts": [r.to_dict() for r in rollouts.unsettled(limit=50)] if rollouts is not None else [],
+    }
+    if certificate is not None:
+        vault, name = certificate
+        data["certificate"] = {
+            "vault": vault,
+            "name": name,
+            "renewals": [_attempt(r) for r in ledger.history(vault, name)],
+            "rollouts": [r.to_dict() for r in rollouts.history(vault, name)] if rollouts is not None else [],
+        }
+    return data
+
+
+def _attempt(r: LedgerRow) -> dict[str, Any]:
+    return {
+        "vault": r.vault,
+        "name": r.name,
+        "state": r.state.value,
+        "issuer": r.issuer,
+        "old_version": r.old_version,
+        "new_version": r.new_version,
+        "attempts": r.attempts,
+        "error": r.error,
+        "updated_at": r.updated_at.isoformat() if r.updated_at else None,
     }
 
 

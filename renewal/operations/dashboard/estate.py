@@ -26,6 +26,7 @@ from renewal.model import (
     BackupEntry,
     CertificateListing,
     LedgerRow,
+    RolloutRecord,
 )
 from renewal.operations.compliance import Finding, rules_for
 from renewal.operations.inventory import InventoryBuilder, InventoryEntry, LastRenewal
@@ -201,6 +202,8 @@ class CertificateDetail:
     ledger: list[LedgerRow]
     backups: list[BackupEntry] | None = None
     """Newest first; None when no backup archive is configured."""
+    rollouts: list[RolloutRecord] = field(default_factory=list)
+    """Every deployer target's outcome per version, newest first."""
 
     @property
     def vault(self) -> str:
@@ -245,4 +248,6 @@ def certificate(service: RenewalService, vault: str, name: str) -> CertificateDe
     backups = None
     if service.backups is not None:
         backups = sorted(service.backups.entries(vault, name), key=lambda b: b.backed_up_at, reverse=True)
-    return CertificateDetail(CertificateRow(entry, state_of(entry, now), findings), versions, history, backups)
+    rollouts = service.rollout_log.history(vault, name) if service.rollout_log is not None else []
+    row = CertificateRow(entry, state_of(entry, now), findings)
+    return CertificateDetail(row, versions, history, backups, rollouts)

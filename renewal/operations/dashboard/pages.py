@@ -301,6 +301,44 @@ def _drill_section(estate: Estate) -> str:
     return "".join(out)
 
 
+# The overview's colours: done reads as healthy, a failed target as failing, one under way as renewing.
+_ROLLOUT_BADGE = {"done": "healthy", "in_progress": "renewing", "skipped": "due", "failed": "failing"}
+
+
+def _rollouts_section(detail: CertificateDetail) -> str:
+    """Each deployer target's outcome per version: what the target reported bound, or why not."""
+    live = detail.current.version if detail.current is not None else detail.row.entry.version
+    open_ = [r for r in detail.rollouts if r.version == live and r.state.value in ("failed", "in_progress")]
+    out = ['<section aria-labelledby="h-rollouts" id="rollouts"><h2 id="h-rollouts">Rollouts</h2>']
+    if open_:
+        out.append(
+            f'<p class="note error" role="alert">{len(open_)} target(s) have not taken the live version yet.</p>'
+        )
+    out.append(
+        _table(
+            f"{len(detail.rollouts)} target outcomes, newest first",
+            ["version", "deployer", "target", "state", "bound thumbprint", "started", "updated", "passes", "detail"],
+            (
+                [
+                    f"<code>{escape(r.version[:12])}</code>",
+                    escape(r.deployer),
+                    f"<code>{escape(r.target)}</code>" if r.target != r.deployer else "—",
+                    f'<span class="badge b-{_ROLLOUT_BADGE[r.state.value]}">{r.state.value.replace("_", " ")}</span>',
+                    f"<code>{escape(r.thumbprint or '')}</code>",
+                    _t(r.started_at),
+                    _t(r.updated_at),
+                    str(r.attempts),
+                    escape(r.detail),
+                ]
+                for r in detail.rollouts
+            ),
+            numeric={7},
+        )
+    )
+    out.append("</section>")
+    return "".join(out)
+
+
 def _issuer_cell(row: CertificateRow) -> str:
     if row.issuer:
         return escape(row.issuer)
@@ -481,6 +519,8 @@ def certificate(detail: CertificateDetail, links: Links) -> str:
             )
         )
         out.append("</section>")
+    if detail.rollouts:
+        out.append(_rollouts_section(detail))
     out.append('<section aria-labelledby="h-ledger" id="ledger"><h2 id="h-ledger">Ledger</h2>')
     out.append(
         _table(
