@@ -282,6 +282,8 @@ class CertificateVersion:
     created_on: dt.datetime | None
     tags: dict[str, str]
     policy: PolicySpec | None = None
+    leaf: LeafFacts | None = None
+    """The certificate's facts when a kept version carries them (else the certificate is parsed)."""
 
 
 @dataclass(frozen=True)
@@ -458,6 +460,24 @@ class BackupEntry:
     @property
     def blob_name(self) -> str:
         return f"{self.vault}/{self.name}/{self.version}.kvbackup"
+
+
+@dataclass(frozen=True)
+class LeafFacts:
+    """What the compliance rules read from a version's certificate. A version never changes, so these are
+    kept with it and a view of a large estate need not parse every certificate again."""
+
+    key_type: str
+    """"RSA", "EC", or the key class's name for anything else."""
+    key_bits: int | None
+    curve: str | None
+    signature_hash: str | None
+    """The signature's hash ("sha256", "sha1", ...); None for algorithms without one (Ed25519)."""
+    signature_algorithm: str
+    issuer: str
+    """The issuer's name, RFC 4514."""
+    self_issued: bool
+    """Issuer equals subject and the certificate's own key verifies its signature."""
 
 
 @dataclass(frozen=True)

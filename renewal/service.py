@@ -466,7 +466,9 @@ class RenewalService:
         if self.version_facts is None:
             return
         try:
-            self.version_facts.keep(vault, [current], read_at=self.clock())
+            from renewal.operations.certificate_facts import with_leaf_facts
+
+            self.version_facts.keep(vault, [with_leaf_facts(current)], read_at=self.clock())
         except Exception as exc:  # noqa: BLE001 - a missed row costs one read later, never a delivery
             log_event(log, "deploy.facts_not_kept", level=logging.WARNING, vault=vault, error=str(exc))
 

@@ -22,7 +22,14 @@ from typing import Any
 
 from renewal import settings
 from renewal.errors import StoreUnavailable
-from renewal.model import CertificateVersion, KeptVersion, LifetimeTrigger, PolicySpec, SubjectAlternativeNames
+from renewal.model import (
+    CertificateVersion,
+    KeptVersion,
+    LeafFacts,
+    LifetimeTrigger,
+    PolicySpec,
+    SubjectAlternativeNames,
+)
 
 BATCH = 100  # Table storage's limit on one transaction
 
@@ -59,6 +66,8 @@ def _entity(vault: str, version: CertificateVersion, read_at: dt.datetime) -> di
         "policy": policy_to_json(version.policy),
         "read_at": read_at.isoformat(),
     }
+    if version.leaf is not None:  # read by whoever read the version; without them a view parses the certificate
+        facts["leaf"] = dataclasses.asdict(version.leaf)
     return {
         "PartitionKey": vault,
         "RowKey": version.name,
@@ -90,6 +99,7 @@ def _kept(vault: str, entity: Any) -> KeptVersion | None:
             created_on=_when(facts["created_on"]),
             tags=dict(facts["tags"]),
             policy=policy_from_json(facts["policy"]),
+            leaf=LeafFacts(**facts["leaf"]) if "leaf" in facts else None,
         )
         return KeptVersion(current, entity["thumbprint"], dt.datetime.fromisoformat(facts["read_at"]))
     except (KeyError, TypeError, ValueError):

@@ -15,18 +15,18 @@ an error (``chain-incomplete``); any other leaf whose issuer is not a configured
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from renewal.config import ComplianceConfig, RenewalConfig
 from renewal.flow.due import resolve_triggers
+from renewal.model import LeafFacts
+from renewal.operations.certificate_facts import is_self_issued, issued_by, leaf_facts
 from renewal.operations.inventory import InventoryEntry
 
 if TYPE_CHECKING:
@@ -89,6 +89,22 @@ def _curve_bits(name: str) -> int:
     return CURVE_BITS.get(name, 0)
 
 
+def key_problems_of(facts: LeafFacts, config: ComplianceConfig) -> list[str]:
+    """:func:`key_problems` over kept facts (same messages)."""
+    if facts.key_type == "RSA" and facts.key_bits is not None and facts.key_bits < config.min_rsa_bits:
+        return [f"RSA {facts.key_bits}-bit key is below the minimum of {config.min_rsa_bits}"]
+    if facts.key_type == "EC" and facts.key_bits is not None and facts.key_bits < _curve_bits(config.min_ec_curve):
+        return [f"EC curve {facts.curve} is weaker than the minimum {config.min_ec_curve}"]
+    return []
+
+
+def signature_problems_of(facts: LeafFacts, config: ComplianceConfig) -> list[str]:
+    """:func:`signature_problems` over kept facts (same messages)."""
+    if config.forbid_sha1 and facts.signature_hash in ("sha1", "md5"):
+        return [f"signed with {facts.signature_hash.upper()} ({facts.signature_algorithm})"]
+    return []
+
+
 def key_problems(public_key: Any, config: ComplianceConfig) -> list[str]:
     if isinstance(public_key, rsa.RSAPublicKey):
         if public_key.key_size < config.min_rsa_bits:
@@ -117,37 +133,6 @@ def validity_problems(
     if days > config.max_validity_days:
         return [f"valid for {days:.0f} days, more than the maximum of {config.max_validity_days}"]
     return []
-
-
-def issued_by(certificate: x509.Certificate, candidate: x509.Certificate) -> bool:
-    """``candidate`` names and signed ``certificate`` (SHA-1 signatures included, which
-    ``verify_directly_issued_by`` no longer checks)."""
-    if certificate.issuer != candidate.subject:
-        return False
-    try:
-        certificate.verify_directly_issued_by(candidate)
-        return True
-    except InvalidSignature:
-        return False
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        pass
-    key, algorithm = candidate.public_key(), certificate.signature_hash_algorithm
-    if algorithm is None:
-        return False
-    try:
-        if isinstance(key, rsa.RSAPublicKey):
-            key.verify(certificate.signature, certificate.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(certificate.signature, certificate.tbs_certificate_bytes, ec.ECDSA(algorithm))
-        else:
-            return False
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-    return True
-
-
-def is_self_issued(certificate: x509.Certificate) -> bool:
-    return issued_by(certificate, certificate)
 
 
 def chain_is_complete(chain: Sequence[x509.Certificate]) -> bool:
@@ -195,25 +180,15 @@ class ComplianceRules:
         self.now = now
         self.trust_anchors = trust_anchors or {}
         self.known_intermediates = list(known_intermediates)
-        # Names are decoded into Python objects on every access: decode each CA's subject once, and each
-        # issuer's text once, since a whole estate is checked against the same few CAs.
+        # Compared by RFC 4514 text with the issuer a version's kept facts name: decode each CA's subject once.
         self._subjects = {
-            id(c): c.subject for c in [*self.known_intermediates, *(a for v in self.trust_anchors.values() for a in v)]
+            id(c): c.subject.rfc4514_string()
+            for c in [*self.known_intermediates, *(a for v in self.trust_anchors.values() for a in v)]
         }
-        self._texts: dict[x509.Name, str] = {}
-        self._lock = threading.Lock()
 
-    def _issued(self, leaf: x509.Certificate, issuer: x509.Name, candidate: x509.Certificate) -> bool:
-        subject = self._subjects.get(id(candidate))
-        return (subject if subject is not None else candidate.subject) == issuer and issued_by(leaf, candidate)
-
-    def _text(self, name: x509.Name) -> str:
-        text = self._texts.get(name)
-        if text is None:
-            text = name.rfc4514_string()
-            with self._lock:
-                self._texts[name] = text
-        return text
+    def _issued(self, facts: LeafFacts, leaf: Callable[[], x509.Certificate], candidate: x509.Certificate) -> bool:
+        """``candidate`` names the leaf's issuer and signed it; the leaf is parsed only when the names match."""
+        return self._subjects[id(candidate)] == facts.issuer and issued_by(leaf(), candidate)
 
     def evaluate(self, entries: Iterable[InventoryEntry]) -> list[Finding]:
         findings: list[Finding] = []
@@ -253,20 +228,29 @@ class ComplianceRules:
             if self.thresholds.forbid_exportable and policy.exportable:
                 found.append(_finding("exportable-key", entry, "the policy marks the private key exportable"))
         if current is not None and current.cer:
-            try:
-                leaf = x509.load_der_x509_certificate(current.cer)
-            except ValueError as exc:
-                found.append(_finding("unreadable", entry, f"the public certificate does not parse: {exc}"))
-                return found
-            found += [_finding("key-too-small", entry, m) for m in key_problems(leaf.public_key(), self.thresholds)]
-            found += [_finding("weak-signature", entry, m) for m in signature_problems(leaf, self.thresholds)]
-            found += self._chain(entry, leaf)
+            facts = current.leaf
+            if facts is None:
+                try:
+                    facts = leaf_facts(current.cer)
+                except ValueError as exc:
+                    found.append(_finding("unreadable", entry, f"the public certificate does not parse: {exc}"))
+                    return found
+            found += [_finding("key-too-small", entry, m) for m in key_problems_of(facts, self.thresholds)]
+            found += [_finding("weak-signature", entry, m) for m in signature_problems_of(facts, self.thresholds)]
+            found += self._chain(entry, facts, current.cer)
         return found
 
-    def _chain(self, entry: InventoryEntry, leaf: x509.Certificate) -> list[Finding]:
-        issuer = leaf.issuer
-        if entry.merged_by_service or (issuer == leaf.subject and is_self_issued(leaf)):
+    def _chain(self, entry: InventoryEntry, facts: LeafFacts, cer: bytes) -> list[Finding]:
+        issuer = facts.issuer
+        if entry.merged_by_service or facts.self_issued:
             return []
+        parsed: list[x509.Certificate] = []
+
+        def leaf() -> x509.Certificate:
+            if not parsed:
+                parsed.append(x509.load_der_x509_certificate(cer))
+            return parsed[0]
+
         recorded = entry.tags.get(CHAIN_LENGTH_TAG, "")
         if recorded.isdigit():
             if int(recorded) >= 2:
@@ -276,21 +260,21 @@ class ComplianceRules:
                     "chain-incomplete",
                     entry,
                     f"imported as a leaf only (tag {CHAIN_LENGTH_TAG}={recorded}); its issuer "
-                    f"{self._text(issuer)!r} is missing from the stored chain",
+                    f"{issuer!r} is missing from the stored chain",
                 )
             ]
         anchors = self.trust_anchors.get(entry.issuer or "", [])
-        if any(self._issued(leaf, issuer, anchor) for anchor in anchors):
+        if any(self._issued(facts, leaf, anchor) for anchor in anchors):
             return []  # issued straight off a configured root: the leaf alone is the whole chain
-        known = any(self._issued(leaf, issuer, c) for c in self.known_intermediates) or any(
-            self._issued(leaf, issuer, c) for certs in self.trust_anchors.values() for c in certs
+        known = any(self._issued(facts, leaf, c) for c in self.known_intermediates) or any(
+            self._issued(facts, leaf, c) for certs in self.trust_anchors.values() for c in certs
         )
         hint = "a configured known intermediate" if known else "not a configured CA certificate"
         return [
             _finding(
                 "chain-unverified",
                 entry,
-                f"issued by {self._text(issuer)!r} ({hint}); the stored chain cannot be read without "
+                f"issued by {issuer!r} ({hint}); the stored chain cannot be read without "
                 "the secrets API and this version was neither merged by the service nor imported with a recorded chain",
             )
         ]

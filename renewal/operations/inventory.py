@@ -27,6 +27,7 @@ from renewal.flow.routing import route_issuer
 from renewal.flow.scan import VaultScan
 from renewal.model import AttemptState, CertificateListing, CertificateVersion, KeptVersion, LedgerRow, utcnow
 from renewal.observability import log_event
+from renewal.operations.certificate_facts import with_leaf_facts
 from renewal.ports import CertificateStore, Ledger, RenewalWindows, VersionFacts
 
 if TYPE_CHECKING:
@@ -292,6 +293,7 @@ class InventoryBuilder:
                 current = store.get_current(name)
             except Exception as exc:  # noqa: BLE001 - one unreadable certificate must not stop the report
                 read_error = f"get_current: {type(exc).__name__}: {exc}"
+            current = with_leaf_facts(current) if current is not None else None
         tags = dict(current.tags if current is not None else listing.tags)
         try:
             issuer, problem = route_issuer(self.config, vault, name, tags), None

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from renewal.azure.version_facts import TableVersionFacts, policy_from_json, policy_to_json
 from renewal.model import LifetimeTrigger, PolicySpec, SubjectAlternativeNames
 from renewal.operations import cli
+from renewal.operations.certificate_facts import leaf_facts, with_leaf_facts
 from renewal.operations.report import build_report
 from tests.flow.conftest import Flow
 
@@ -69,6 +70,11 @@ def test_a_kept_row_round_trips_every_field(flow: Flow) -> None:
     facts = TableVersionFacts(flow.storage)
     facts.keep("kv-alpha", [current], read_at=flow.service.clock())
     kept = facts.load("kv-alpha")["web"]
+    assert kept.current == current and current.leaf is None
+    # a version kept with its certificate's facts gives them back, so a view judges it without parsing it
+    with_facts = with_leaf_facts(current)
+    facts.keep("kv-alpha", [with_facts], read_at=flow.service.clock())
+    assert facts.load("kv-alpha")["web"].current.leaf == with_facts.leaf == leaf_facts(current.cer)
     assert (
         kept.current == current
         and kept.thumbprint == flow.service.stores["kv-alpha"].list_certificates().__next__().thumbprint
