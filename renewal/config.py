@@ -10,12 +10,22 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ca_clients.config_types import SecretRef
 from renewal import settings
@@ -118,7 +128,172 @@ class EventGridDeployerConfig(_Strict):
         return value
 
 
-DeployerConfig = Annotated[WebhookDeployerConfig | EventGridDeployerConfig, Field(discriminator="type")]
+_GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_RESOURCE_GROUP = r"[-\w.()]{0,89}[-\w()]"
+_RESOURCE_NAME = r"[^/?#\s]{1,260}"
+
+
+def _resource_id(provider: str, *types: str) -> Any:
+    """A ``str`` that must be an ARM resource id of this type (case-insensitive, as ARM compares them)."""
+    nested = "".join(f"/{re.escape(t)}/{_RESOURCE_NAME}" for t in types)
+    pattern = re.compile(
+        rf"^/subscriptions/{_GUID}/resourceGroups/{_RESOURCE_GROUP}/providers/{re.escape(provider)}{nested}$",
+        re.IGNORECASE,
+    )
+    shape = "/".join(f"{t}/<name>" for t in types)
+
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(
+                f"{value[:300]!r} is not a {provider}/{'/'.join(types)} resource id: expected "
+                f"/subscriptions/<subscription id>/resourceGroups/<group>/providers/{provider}/{shape}"
+            )
+        return value
+
+    return Annotated[str, AfterValidator(check)]
+
+
+class _RolloutDeployerConfig(_Strict):
+    """What every Azure rollout deployer shares: which certificates, how it reaches ARM, how long it waits."""
+
+    name: str = Field(min_length=1)
+    match: str = "*"
+    """A glob over certificate names."""
+    vault: str | None = None
+    """Only certificates in this vault (by name); all vaults when absent."""
+    arm_endpoint: str = "https://management.azure.com"
+    """The Azure Resource Manager endpoint (another cloud's, or a local stand-in's)."""
+    ca_bundle: str | None = None
+    """File of the CAs trusted for ARM's TLS; the public roots when unset."""
+    check_after_seconds: int = Field(default=120, ge=5, le=86_400)
+    """How long an in-progress rollout waits before the next look."""
+    timeout_minutes: int = Field(default=90, ge=1, le=10_080)
+    """How long a rollout may stay in progress before it is failed."""
+
+    @field_validator("arm_endpoint")
+    @classmethod
+    def _arm_endpoint(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme != "https" or not parsed.hostname:
+            raise ValueError("must be an https:// URL (a bearer token travels with every request)")
+        if parsed.path.strip("/") or parsed.query or parsed.fragment:
+            raise ValueError("must be the endpoint alone (https://host[:port]), without a path")
+        return value.rstrip("/")
+
+    @property
+    def target_ids(self) -> list[str]:
+        targets: list[Any] = getattr(self, "targets", [])
+        return [t if isinstance(t, str) else t.id for t in targets]
+
+    @model_validator(mode="after")
+    def _distinct_targets(self) -> _RolloutDeployerConfig:
+        seen: set[str] = set()
+        for i, target in enumerate(self.target_ids):
+            if target.lower() in seen:
+                raise ValueError(f"targets[{i}]: {target!r} appears more than once")
+            seen.add(target.lower())
+        return self
+
+
+def _pem_files(value: list[str] | None) -> list[str] | None:
+    for i, item in enumerate(value or []):
+        try:
+            with warnings.catch_warnings():  # certifi's bundle holds roots newer cryptography releases warn about
+                warnings.simplefilter("ignore")
+                certificates = load_pem_certificates([item])
+            if not certificates:
+                raise ValueError(f"[{i}]: holds no certificate")
+        except OSError as exc:
+            raise ValueError(f"[{i}]: cannot read {item[:200]!r} ({exc.strerror or exc})") from None
+        except ValueError as exc:
+            raise ValueError(f"[{i}]: not PEM certificates ({exc})") from None
+    return value
+
+
+PublicRoots = Annotated[list[str] | None, Field(default=None, min_length=1), AfterValidator(_pem_files)]
+"""PEM files (or PEM text) of the roots a target's clients trust; the public roots (certifi) when unset. A
+certificate whose issuer's trust anchors are not all among them is skipped for that target."""
+
+
+def _probe_address(value: str) -> str:
+    """``host:port`` (``[v6]:port`` for an IPv6 literal)."""
+    host, sep, port = value.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    if not sep or not host or (":" in host and not bracketed) or any(c in host for c in "/@ []"):
+        raise ValueError(f"{value!r} is not host:port (an IPv6 address as [address]:port)")
+    if not port.isdigit() or not 1 <= int(port) <= 65_535:
+        raise ValueError(f"{value!r}: the port must be a number from 1 to 65535")
+    return value
+
+
+ApplicationGatewayId = _resource_id("Microsoft.Network", "applicationGateways")
+
+
+class ApplicationGatewayTarget(_Strict):
+    id: ApplicationGatewayId
+    """The gateway's resource id."""
+    probe: Annotated[str, AfterValidator(_probe_address)] | None = None
+    """``host:port`` of the gateway's HTTPS front end, for the TLS handshake that shows which leaf it presents;
+    without it the refresh is requested but not verified."""
+
+
+def _as_gateway_target(value: Any) -> Any:
+    return {"id": value} if isinstance(value, str) else value
+
+
+class ApplicationGatewayDeployerConfig(_RolloutDeployerConfig):
+    """Application Gateway v2: a tags change makes it re-read Key Vault; a TLS probe shows the leaf it serves."""
+
+    type: Literal["application_gateway"]
+    targets: list[Annotated[ApplicationGatewayTarget, BeforeValidator(_as_gateway_target)]] = Field(min_length=1)
+    """Gateway resource ids, or ``{"id": ..., "probe": "host:port"}``."""
+    fix_references: bool = False
+    """Repair a keyVaultSecretId pinned to a version (or naming the certificate instead of its secret) by a
+    full PUT of the gateway, instead of only reporting it."""
+
+    def probe_for(self, target: str) -> str | None:
+        return next((t.probe for t in self.targets if t.id.lower() == target.lower()), None)
+
+
+class AppServiceDeployerConfig(_RolloutDeployerConfig):
+    """App Service certificates (``Microsoft.Web/certificates``) imported from Key Vault: a re-PUT syncs them."""
+
+    type: Literal["app_service"]
+    targets: list[_resource_id("Microsoft.Web", "certificates")] = Field(min_length=1)  # type: ignore[valid-type]
+    public_roots: PublicRoots
+
+
+class ApiManagementDeployerConfig(_RolloutDeployerConfig):
+    """API Management services whose custom hostnames take their certificate from Key Vault."""
+
+    type: Literal["api_management"]
+    targets: list[_resource_id("Microsoft.ApiManagement", "service")] = Field(min_length=1)  # type: ignore[valid-type]
+    fix_references: bool = False
+    """Repair a hostname's keyVaultId pinned to a version by making it versionless in the same update,
+    instead of only reporting it."""
+
+
+class FrontDoorDeployerConfig(_RolloutDeployerConfig):
+    """Front Door Standard/Premium secrets (``Microsoft.Cdn/profiles/secrets``) holding a customer certificate."""
+
+    type: Literal["front_door"]
+    targets: list[_resource_id("Microsoft.Cdn", "profiles", "secrets")] = Field(min_length=1)  # type: ignore[valid-type]
+    public_roots: PublicRoots
+
+
+RolloutDeployerConfig = (
+    ApplicationGatewayDeployerConfig | AppServiceDeployerConfig | ApiManagementDeployerConfig | FrontDoorDeployerConfig
+)
+DeployerConfig = Annotated[
+    WebhookDeployerConfig
+    | EventGridDeployerConfig
+    | ApplicationGatewayDeployerConfig
+    | AppServiceDeployerConfig
+    | ApiManagementDeployerConfig
+    | FrontDoorDeployerConfig,
+    Field(discriminator="type"),
+]
 
 
 class Defaults(_Strict):

@@ -67,7 +67,14 @@ class RolloutPass:
 
     def raise_for_failures(self) -> None:
         if self.failed:
-            raise DeliveryFailed("; ".join(f"{_label(r)}: {r.detail}" for r in self.failed))
+            raise DeliveryFailed("; ".join(_failure(r) for r in self.failed))
+
+
+def _failure(record: RolloutRecord) -> str:
+    # Azure rollouts name their target at the start of the detail already.
+    if record.detail.startswith(record.target):
+        return f"{record.deployer}: {record.detail}"
+    return f"{_label(record)}: {record.detail}"
 
 
 def _label(record: RolloutRecord) -> str:
