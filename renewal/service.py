@@ -430,8 +430,8 @@ class RenewalService:
 
     def deliver(self, claim: DeploymentNotice) -> RolloutPass:
         """One rollout pass for the notice a ``deployments`` message claims, as the ledger and Key Vault confirm
-        it. Raises DeliveryFailed when a target failed (the queue retries, then poisons the message for
-        replay); a target still in progress brings the claim back after the delay it asked for."""
+        it. A target still in progress brings the claim back after the delay it asked for; once none is, a
+        failed target raises DeliveryFailed (the queue retries, then poisons the message for replay)."""
         from renewal.flow.deploy import RolloutPass, confirmed_notice, run_rollout
 
         store = self.stores.get(claim.vault)
@@ -447,8 +447,11 @@ class RenewalService:
             back_up(store, self.backups, notice.name, notice.new_version, clock=self.clock, current=current)
         self._keep_facts(store.vault, current)
         result = run_rollout(notice, current, self.deployers, rollouts=self.rollout_log, now=self.clock())
-        result.raise_for_failures()
-        if result.in_progress:
+        if not result.in_progress:
+            result.raise_for_failures()
+        else:
+            # The delayed look also retries what failed; raising now instead would let the poison queue take
+            # the only message that brings the targets in progress back.
             self.notices.enqueue(claim, delay=result.check_after)
             log_event(
                 log,

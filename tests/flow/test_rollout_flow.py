@@ -196,3 +196,19 @@ def test_the_dashboard_certificate_page_lists_each_target(flow, hook):
     html = certificate(detail, Links("/api/dashboard", None))
     assert 'id="rollouts"' in html and "have not taken the live version yet" in html
     assert GW in html and "failed" in html
+
+
+def test_a_failure_waits_for_the_targets_still_in_progress_before_the_notice_is_poisoned(flow, hook):
+    rollout = ScriptedRollout(
+        "edge", {GW: [RolloutState.FAILED] * 3, APIM: [RolloutState.IN_PROGRESS, RolloutState.DONE]}
+    )
+    use(flow, rollout)
+    version = renew(flow)
+    stats = deliver(flow, max_dequeue_count=1)
+    # pass 1: the gateway fails, API Management is under way: the notice comes back (not retried, not poisoned);
+    # pass 2: API Management is done, the gateway fails again: now the notice is poisoned for the operator.
+    assert [t for t, _ in rollout.calls] == [GW, APIM, GW, APIM]
+    assert stats.poisoned == 1
+    records = flow.service.rollout_log.of_version("kv-alpha", "web", version)
+    assert records[("edge", APIM)].state is RolloutState.DONE
+    assert records[("edge", GW)].state is RolloutState.FAILED and records[("edge", GW)].attempts == 2
