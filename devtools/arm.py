@@ -302,6 +302,8 @@ class ArmStandIn:
         self._challenges = 0
         self.requests: list[tuple[str, str, str | None, Any]] = []
         self.refresh_errors: list[str] = []
+        self.secret_reads = 0
+        """Secrets the stand-in's services read from Key Vault with their own identities (not the app's)."""
         self._set_default_knobs()
         self._dir = tempfile.TemporaryDirectory(prefix="arm-standin-")
         ca_file, self.cert_file, self.key_file = _issue_tls_files(Path(self._dir.name))
@@ -395,6 +397,7 @@ class ArmStandIn:
             self._challenges = 0
             self.requests.clear()
             self.refresh_errors.clear()
+            self.secret_reads = 0
             self._set_default_knobs()
 
     # -- faults ------------------------------------------------------------------------------------------
@@ -474,6 +477,7 @@ class ArmStandIn:
             if client is None:
                 client = SecretClient(vault_url, self.kv_credential, connection_verify=self.kv_ca_bundle)
                 self._secret_clients[vault_url] = client
+            self.secret_reads += 1
             try:
                 secret = client.get_secret(name, version or None)
             except AzureError as exc:

@@ -8,6 +8,7 @@ pumps the queues through the functions the way the host does, and shows what hap
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from devtools.arm import ArmStandIn, GatewayFrontEnd
 from devtools.host import timer_request
 from renewal.model import AttemptState
 
@@ -35,12 +37,17 @@ DEMO_CERTS = {
     "partner-billing": (10, 90, "routed to partner-ca, whose key is missing: fails to the poison queue"),
 }
 
+GATEWAY_CERT = "web-frontend"
+GATEWAY_HOST = f"{GATEWAY_CERT}.contoso.test"
+
 
 def _policy(name: str) -> dict[str, Any]:
     host = f"{name}.contoso.test"
+    # An Application Gateway serves web-frontend: it reads the certificate with its key from the secret.
+    exportable = name == GATEWAY_CERT
     return {
         "issuer": {"name": "Unknown"},
-        "key_props": {"kty": "RSA", "key_size": 2048, "exportable": False, "reuse_key": False},
+        "key_props": {"kty": "RSA", "key_size": 2048, "exportable": exportable, "reuse_key": False},
         "secret_props": {"contentType": "application/x-pkcs12"},
         "x509_props": {"subject": f"CN={host}", "sans": {"dns_names": [host]}, "validity_months": 3},
         "lifetime_actions": [{"trigger": {"days_before_expiry": 30}, "action": {"action_type": "EmailContacts"}}],
@@ -102,6 +109,13 @@ def _print_metrics(console: Console, reader: Any) -> None:
                 labels = ",".join(f"{k}={v}" for k, v in sorted(first.attributes.items()))
                 table.add_row(metric.name, str(len(points)), f"{labels} -> {value}")
     console.print(table)
+
+
+def _presented(address: str) -> str:
+    """The SHA-1 of the leaf the gateway's listener presents for its host name."""
+    from renewal.azure.rollouts.probe import presented_leaf, sha1_thumbprint
+
+    return sha1_thumbprint(presented_leaf(address, GATEWAY_HOST))
 
 
 def _versions(client: Any, name: str) -> list[str]:
@@ -172,6 +186,15 @@ def run(console: Console, *, acme: bool = False, stepca: bool = False, keep: boo
         ca = create_ca_files(workdir / "ca", common_name="Contoso Demo Issuing CA")
         hook = _HookReceiver()
         stack.callback(hook.close)
+        arm = ArmStandIn(kv.vault_urls, kv.ca_bundle, kv.credential, resolve_vault=kv.vault_url).start()
+        stack.callback(arm.close)
+        front_end = GatewayFrontEnd(arm)
+        stack.callback(front_end.close)
+        gateway_id = (
+            f"/subscriptions/{arm.subscription_id}/resourceGroups/rg-edge/providers/Microsoft.Network/"
+            "applicationGateways/agw-contoso"
+        )
+        console.print(f"Azure Resource Manager stand-in: {arm.base_url}, gateway front end {front_end.address}")
 
         issuers: list[dict[str, Any]] = [
             {
@@ -220,7 +243,15 @@ def run(console: Console, *, acme: bool = False, stepca: bool = False, keep: boo
                         "url": hook.url,
                         "signing_key": {"setting": "DEPLOY_HOOK_KEY"},
                         "allow_private_addresses": True,
-                    }
+                    },
+                    {
+                        "type": "application_gateway",
+                        "name": "edge-gateway",
+                        "match": GATEWAY_CERT,
+                        "targets": [{"id": gateway_id, "probe": front_end.address}],
+                        "arm_endpoint": arm.base_url,
+                        "ca_bundle": arm.ca_bundle,
+                    },
                 ],
                 "recovery_vaults": [{"name": "kv-drill", "url": drill_url}],
             }
@@ -250,6 +281,14 @@ def run(console: Console, *, acme: bool = False, stepca: bool = False, keep: boo
                 expires=int(now + days_left * DAY),
             )
         before = {name: client.get_certificate(name).properties for name in DEMO_CERTS}
+        # The gateway's listener serves web-frontend through a versionless Key Vault reference.
+        arm.add_application_gateway(
+            "rg-edge",
+            "agw-contoso",
+            certificates={"web-frontend-tls": f"{kv.vault_url('kv-alpha')}secrets/{GATEWAY_CERT}"},
+            listeners={"https-web": (GATEWAY_HOST, "web-frontend-tls")},
+        )
+        presented_before = _presented(front_end.address)
 
         seeded = Table(title="kv-alpha before")
         for column in ("certificate", "version", "expires", "scenario"):
@@ -280,7 +319,7 @@ def run(console: Console, *, acme: bool = False, stepca: bool = False, keep: boo
         stats = jobs.run_until_idle(timeout=120, wait_for_delayed=True)
         console.print(f"  handled {stats.processed}, failed deliveries {stats.failed}, poisoned {stats.poisoned}")
         notices = QueuePump(service.storage, settings.DEPLOYMENTS_QUEUE, function_app.deploy_notifier)
-        notices.run_until_idle(timeout=60)
+        notices.run_until_idle(timeout=120, wait_for_delayed=True)
 
         console.rule("4. Result")
         after = Table(title="kv-alpha after")
@@ -308,6 +347,29 @@ def run(console: Console, *, acme: bool = False, stepca: bool = False, keep: boo
                     title="notice received by the release-pipeline web hook",
                 )
             )
+        new_gateway_cert = client.get_certificate(GATEWAY_CERT)
+        rollout = next(
+            (r for r in service.rollout_log.history("kv-alpha", GATEWAY_CERT) if r.deployer == "edge-gateway"), None
+        )
+        presented_after = _presented(front_end.address)
+        expected = hashlib.sha1(new_gateway_cert.cer).hexdigest().upper()  # noqa: S324 - x5t is SHA-1
+        rolled_out = (
+            rollout is not None
+            and rollout.state.value == "done"
+            and rollout.version == new_gateway_cert.properties.version
+            and rollout.thumbprint == expected == presented_after
+        )
+        console.print(
+            Panel.fit(
+                f"gateway agw-contoso, listener {GATEWAY_HOST} (TLS probe {front_end.address} with SNI)\n"
+                f"presented before: {presented_before}\n"
+                f"presented after:  {presented_after}\n"
+                f"new version's x5t: {expected}\n"
+                f"rollout: {rollout.state.value if rollout else 'none'} - {rollout.detail if rollout else ''}",
+                title="rollout to an Application Gateway, verified on its TLS listener",
+                border_style="green" if rolled_out else "red",
+            )
+        )
         failures = service.failures()
         poison = Table(title="renewal-jobs-poison (replay with: python -m renewal replay)")
         for column in ("certificate", "reason"):
@@ -315,8 +377,12 @@ def run(console: Console, *, acme: bool = False, stepca: bool = False, keep: boo
         for failure in failures.jobs:
             poison.add_row(f"{failure.vault}/{failure.name}", failure.reason)
         console.print(poison)
-        secret_reads = {k: v for k, v in kv.admin.counters().items() if "secret" in k and v}
-        console.print(f"secrets API calls on certificate vaults: {sum(secret_reads.values())}")
+        # The gateway reads the certificate's secret with its own identity; the service never does.
+        secret_calls = sum(v for k, v in kv.admin.counters().items() if "secret" in k)
+        secret_reads = secret_calls - arm.secret_reads
+        console.print(
+            f"secrets API calls on certificate vaults: {secret_reads} by the service, {arm.secret_reads} by the gateway"
+        )
 
         console.rule("5. Disaster recovery: every merge backed up, a restore drill proves it")
         backups = sorted(f"{e.vault}/{e.name}/{e.version[:12]}" for e in service.backups.entries())
@@ -351,6 +417,7 @@ def run(console: Console, *, acme: bool = False, stepca: bool = False, keep: boo
             and {f.name for f in failures.jobs} == {"partner-billing"}  # the event and the sweep may both queue it
             and len(hook.received) == 2
             and not secret_reads
+            and rolled_out
             and drill.passed
             and drill.sampled == 2
         )
