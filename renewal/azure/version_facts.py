@@ -115,7 +115,11 @@ class TableVersionFacts:
 
         kept: dict[str, KeptVersion] = {}
         try:
-            for entity in self._table.query_entities("PartitionKey eq @vault", parameters={"vault": vault}):
+            # Only the three properties read: the service's Timestamp and etag cost a conversion per row.
+            rows = self._table.query_entities(
+                "PartitionKey eq @vault", parameters={"vault": vault}, select=["RowKey", "thumbprint", "facts"]
+            )
+            for entity in rows:
                 row = _kept(vault, entity)
                 if row is not None:
                     kept[row.current.name] = row
@@ -124,12 +128,17 @@ class TableVersionFacts:
         return kept
 
     def keep(self, vault: str, versions: Sequence[CertificateVersion], *, read_at: dt.datetime) -> None:
-        from azure.core.exceptions import HttpResponseError
+        from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
         entities = [_entity(vault, v, read_at) for v in versions]
         try:
             for start in range(0, len(entities), BATCH):
-                self._table.submit_transaction([("upsert", e) for e in entities[start : start + BATCH]])
+                batch = [("upsert", e) for e in entities[start : start + BATCH]]
+                try:
+                    self._table.submit_transaction(batch)
+                except (ServiceRequestError, ServiceResponseError):
+                    # A transaction is not retried by the SDK (a POST); upserts are idempotent, so once more.
+                    self._table.submit_transaction(batch)
         except HttpResponseError as exc:
             raise StoreUnavailable(f"keeping version facts of {vault}: {exc.message}") from exc
 
