@@ -76,6 +76,21 @@ param dashboardEntraClientId string = ''
 @description('Resource id of an action group that the alert rules notify (certificate expiring unrenewed, renewal failures, poison queue). Empty: alerts are raised without notification.')
 param alertActionGroupId string = ''
 
+@description('Resource ids of the Application Gateways (v2) the application_gateway deployer refreshes (/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Network/applicationGateways/<name>; any resource group or subscription of the tenant). The app identity gets Network Contributor on each gateway only. Each gateway\'s own identity needs Key Vault Secrets User on the vault it reads its certificate from: the operator grants that, this template does not.')
+param applicationGatewayIds array = []
+
+@description('Resource ids of the user-assigned identities of those Application Gateways (/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>). Needed only when the application_gateway deployer may repair a pinned (versioned) secret id with a full PUT of the gateway, which ARM allows only to a caller that may assign the gateway\'s identity: the app identity gets Managed Identity Operator on each identity listed, nothing else. Empty: tag refreshes still work, repairs fail with LinkedAuthorizationFailed.')
+param applicationGatewayIdentityIds array = []
+
+@description('Resource ids of the App Service certificates imported from Key Vault that the app_service deployer syncs (/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Web/certificates/<name>; the certificate resources, not the sites). The app identity gets Website Contributor on each certificate resource only. The App Service resource provider\'s principal (Microsoft Azure App Service) needs Key Vault Certificate User on the vault: the operator grants that, this template does not.')
+param appServiceCertificateIds array = []
+
+@description('Resource ids of the API Management services whose custom hostnames the api_management deployer refreshes (/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ApiManagement/service/<name>). The app identity gets API Management Service Operator Role on each service only. Each service\'s own identity needs Key Vault Secrets User on the vault: the operator grants that, this template does not.')
+param apiManagementIds array = []
+
+@description('Resource ids of the Front Door Standard/Premium profiles whose Key Vault secrets the front_door deployer moves to the new version (/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Cdn/profiles/<name>; the deployer writes the profile\'s secrets). The app identity gets CDN Profile Contributor on each profile only. Front Door\'s own read access to the vault (Key Vault Secrets User for the Front Door principal or the profile\'s identity) is the operator\'s to grant, not this template\'s.')
+param frontDoorProfileIds array = []
+
 var tags = {
   'azd-env-name': environmentName
 }
@@ -180,6 +195,54 @@ module deadLetterAccess 'app/deadletter-access.bicep' = {
     topicPrincipalIds: [for (vaultId, i) in certificateVaultIds: certificateVaults[i].outputs.systemTopicPrincipalId]
   }
 }
+
+// Rollout targets of the deployers (docs/deploy.md), each in its own resource group (and subscription): the app
+// identity gets the one role its deployer needs, on that resource only. The services' own identities' Key Vault
+// roles are the operator's to grant.
+module applicationGateways 'app/rollout-application-gateway.bicep' = [for (gatewayId, i) in applicationGatewayIds: {
+  name: 'rollout-appgw-${resourceToken}-${i}'
+  scope: resourceGroup(split(gatewayId, '/')[2], split(gatewayId, '/')[4])
+  params: {
+    gatewayName: split(gatewayId, '/')[8]
+    principalId: platform.outputs.identityPrincipalId
+  }
+}]
+
+module applicationGatewayIdentities 'app/rollout-gateway-identity.bicep' = [for (identityId, i) in applicationGatewayIdentityIds: {
+  name: 'rollout-appgw-identity-${resourceToken}-${i}'
+  scope: resourceGroup(split(identityId, '/')[2], split(identityId, '/')[4])
+  params: {
+    identityName: split(identityId, '/')[8]
+    principalId: platform.outputs.identityPrincipalId
+  }
+}]
+
+module appServiceCertificates 'app/rollout-app-service-certificate.bicep' = [for (certificateId, i) in appServiceCertificateIds: {
+  name: 'rollout-appservice-${resourceToken}-${i}'
+  scope: resourceGroup(split(certificateId, '/')[2], split(certificateId, '/')[4])
+  params: {
+    certificateName: split(certificateId, '/')[8]
+    principalId: platform.outputs.identityPrincipalId
+  }
+}]
+
+module apiManagementServices 'app/rollout-api-management.bicep' = [for (serviceId, i) in apiManagementIds: {
+  name: 'rollout-apim-${resourceToken}-${i}'
+  scope: resourceGroup(split(serviceId, '/')[2], split(serviceId, '/')[4])
+  params: {
+    serviceName: split(serviceId, '/')[8]
+    principalId: platform.outputs.identityPrincipalId
+  }
+}]
+
+module frontDoorProfiles 'app/rollout-front-door.bicep' = [for (profileId, i) in frontDoorProfileIds: {
+  name: 'rollout-frontdoor-${resourceToken}-${i}'
+  scope: resourceGroup(split(profileId, '/')[2], split(profileId, '/')[4])
+  params: {
+    profileName: split(profileId, '/')[8]
+    principalId: platform.outputs.identityPrincipalId
+  }
+}]
 
 // Read by azd (service discovery) and by infra/hooks (the event subscription pass).
 output AZURE_LOCATION string = location

@@ -149,6 +149,12 @@ resource renewalWindowsTable 'Microsoft.Storage/storageAccounts/tableServices/ta
   name: 'renewalwindows'
 }
 
+// Each deployer target's last outcome per certificate version (renewal/azure/rollout_log.py, docs/deployers.md).
+resource rolloutsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2024-01-01' = {
+  parent: tableService
+  name: 'rollouts'
+}
+
 resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: 'log-renewal-${resourceToken}'
   location: location

@@ -29,11 +29,22 @@ BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
 METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+# The rollout deployers' roles, each on its own target resource (infra/app/rollout-*.bicep).
+NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
+MANAGED_IDENTITY_OPERATOR = "f1a07417-d97a-45cb-824c-7a7467783830"
+WEBSITE_CONTRIBUTOR = "de139f84-1756-47ae-9be6-808fbbe84772"
+API_MANAGEMENT_OPERATOR = "e022efe7-f5ba-4159-bbe4-b44f577e9b61"
+CDN_PROFILE_CONTRIBUTOR = "ec156ff8-a8d1-4d15-830c-5b80698ca432"
 
 VAULT = "Microsoft.KeyVault/vaults"
 STORAGE_ACCOUNT = "Microsoft.Storage/storageAccounts"
 CONTAINER = "Microsoft.Storage/storageAccounts/blobServices/containers"
 APP_INSIGHTS = "Microsoft.Insights/components"
+APPLICATION_GATEWAY = "Microsoft.Network/applicationGateways"
+USER_ASSIGNED_IDENTITY = "Microsoft.ManagedIdentity/userAssignedIdentities"
+WEB_CERTIFICATE = "Microsoft.Web/certificates"
+API_MANAGEMENT = "Microsoft.ApiManagement/service"
+CDN_PROFILE = "Microsoft.Cdn/profiles"
 
 # The only roles the deployment may grant, and the resource types each may be scoped to.
 ALLOWED_ROLES: dict[str, tuple[str, frozenset[str]]] = {
@@ -44,6 +55,42 @@ ALLOWED_ROLES: dict[str, tuple[str, frozenset[str]]] = {
     TABLE_DATA_CONTRIBUTOR: ("Storage Table Data Contributor", frozenset({STORAGE_ACCOUNT})),
     METRICS_PUBLISHER: ("Monitoring Metrics Publisher", frozenset({APP_INSIGHTS})),
     BLOB_DATA_CONTRIBUTOR: ("Storage Blob Data Contributor", frozenset({CONTAINER})),
+    NETWORK_CONTRIBUTOR: ("Network Contributor", frozenset({APPLICATION_GATEWAY})),
+    MANAGED_IDENTITY_OPERATOR: ("Managed Identity Operator", frozenset({USER_ASSIGNED_IDENTITY})),
+    WEBSITE_CONTRIBUTOR: ("Website Contributor", frozenset({WEB_CERTIFICATE})),
+    API_MANAGEMENT_OPERATOR: ("API Management Service Operator Role", frozenset({API_MANAGEMENT})),
+    CDN_PROFILE_CONTRIBUTOR: ("CDN Profile Contributor", frozenset({CDN_PROFILE})),
+}
+
+
+@dataclass(frozen=True)
+class RolloutTarget:
+    """A main.bicep parameter listing one kind of deployer target, and the one role the app identity gets on each."""
+
+    module: str
+    """The module (relative to infra/) that main.bicep deploys once per id, in that id's resource group."""
+    name_param: str
+    """The module parameter that receives the resource's name (the id's last segment)."""
+    resource_type: str
+    role: str
+
+
+ROLLOUT_TARGETS: dict[str, RolloutTarget] = {
+    "applicationGatewayIds": RolloutTarget(
+        "app/rollout-application-gateway.bicep", "gatewayName", APPLICATION_GATEWAY, NETWORK_CONTRIBUTOR
+    ),
+    "applicationGatewayIdentityIds": RolloutTarget(
+        "app/rollout-gateway-identity.bicep", "identityName", USER_ASSIGNED_IDENTITY, MANAGED_IDENTITY_OPERATOR
+    ),
+    "appServiceCertificateIds": RolloutTarget(
+        "app/rollout-app-service-certificate.bicep", "certificateName", WEB_CERTIFICATE, WEBSITE_CONTRIBUTOR
+    ),
+    "apiManagementIds": RolloutTarget(
+        "app/rollout-api-management.bicep", "serviceName", API_MANAGEMENT, API_MANAGEMENT_OPERATOR
+    ),
+    "frontDoorProfileIds": RolloutTarget(
+        "app/rollout-front-door.bicep", "profileName", CDN_PROFILE, CDN_PROFILE_CONTRIBUTOR
+    ),
 }
 
 # Roles that can read secrets (and so a certificate's private key), directly or by granting themselves.
@@ -158,15 +205,16 @@ def role_grants(templates: Templates) -> list[RoleGrant]:
 
 
 def modules(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """symbol -> {"path", "loop_over", "body"} for each module of a template."""
+    """symbol -> {"path", "loop_over", "item" (the loop's item variable), "body"} for each module of a template."""
     found = {}
     for symbol, mod in (doc.get("modules") or {}).items():
         body = mod["config"]
-        loop = None
+        loop = item = None
         if "loop_type" in body:
             loop = body["loop_type"]["detail"].get("array_name")
+            item = body["loop_type"]["detail"].get("item_name")
             body = body["config"]
-        found[symbol] = {"path": mod["detail"]["path"], "loop_over": loop, "body": body}
+        found[symbol] = {"path": mod["detail"]["path"], "loop_over": loop, "item": item, "body": body}
     return found
 
 
@@ -255,6 +303,142 @@ def check_vault_roles(templates: Templates) -> list[str]:
             problems.append(f"{g.file}:{g.symbol}: a secrets-reading role outside the configuration vault module")
         elif g.scope_type == VAULT and g.file not in certificate_files:
             problems.append(f"{g.file}:{g.symbol}: a vault role outside the vault modules")
+    return problems
+
+
+def _dotted(expression: Any) -> str | None:
+    """``a.b.c`` for a chain of property accessors (``platform.outputs.identityPrincipalId``), else None."""
+    if isinstance(expression, str):
+        return expression
+    operator = expression.get("operator") if isinstance(expression, dict) else None
+    if isinstance(operator, dict) and operator.get("type") == "property_accessor":
+        first, second = (_dotted(operator["operands"].get(k)) for k in ("operand_1", "operand_2"))
+        if first and second:
+            return f"{first}.{second}"
+    return None
+
+
+def _id_segment(expression: Any, item: str | None) -> int | None:
+    """n when the expression is ``split(<item>, '/')[n]``: a segment of the resource id the loop is at."""
+    operator = expression.get("operator") if isinstance(expression, dict) else None
+    if not (isinstance(operator, dict) and operator.get("type") == "index_accessor"):
+        return None
+    operands = operator.get("operands") or {}
+    split = (operands.get("operand_1") or {}).get("function") if isinstance(operands.get("operand_1"), dict) else None
+    if not (isinstance(split, dict) and split.get("type") == "split"):
+        return None
+    arguments = split.get("parameters") or {}
+    if item is None or arguments.get("input_string") != item or arguments.get("delimiter") != "/":
+        return None
+    index = operands.get("operand_2")
+    return index if isinstance(index, int) else None
+
+
+def check_rollout_targets(templates: Templates) -> list[str]:
+    """Each deployer target kind: a main.bicep array parameter, a module deployed per id in that id's own resource
+    group, and in that module exactly one grant, of the kind's role, to the app identity, on the existing target
+    resource itself (not its resource group or subscription), named guid(<resource>.id, principalId, <role>)."""
+    problems = []
+    main = parse(templates[MAIN])
+    declared = main.get("parameters") or {}
+    found = modules(main)
+    rollout_files = {target.module for target in ROLLOUT_TARGETS.values()}
+    for symbol, mod in found.items():
+        if mod["path"] in rollout_files and not any(
+            mod["loop_over"] == param and mod["path"] == target.module for param, target in ROLLOUT_TARGETS.items()
+        ):
+            problems.append(f"main.bicep:{symbol}: {mod['path']} deployed other than once per id of its parameter")
+    for param, target in ROLLOUT_TARGETS.items():
+        where = f"main.bicep:{param}"
+        spec = declared.get(param)
+        if spec is None:
+            problems.append(f"{where}: parameter missing")
+        else:
+            if spec.get("type") != "array" or spec.get("default") != []:
+                problems.append(f"{where}: must be an array defaulting to [] (no targets: no grants)")
+            if not any(d.get("type") == "description" and d.get("argument") for d in spec.get("decorators") or []):
+                problems.append(f"{where}: no @description")
+        looping = {symbol: mod for symbol, mod in found.items() if mod["loop_over"] == param}
+        if len(looping) != 1:
+            problems.append(f"{where}: {len(looping)} modules loop over it, expected one ({target.module})")
+        for symbol, mod in looping.items():
+            problems += _check_rollout_module_use(f"main.bicep:{symbol}", mod, target)
+        if target.module not in templates:
+            problems.append(f"{target.module}: missing")
+        else:
+            problems += _check_rollout_module(target.module, parse(templates[target.module]), target)
+    return problems
+
+
+def _check_rollout_module_use(where: str, mod: dict[str, Any], target: RolloutTarget) -> list[str]:
+    problems = []
+    item, body = mod["item"], mod["body"]
+    if mod["path"] != target.module:
+        problems.append(f"{where}: deploys {mod['path']}, expected {target.module}")
+    scope = (body.get("scope") or {}).get("function") if isinstance(body.get("scope"), dict) else None
+    arguments = (scope or {}).get("parameters") or {}
+    if not (
+        (scope or {}).get("type") == "resource_group"
+        and _id_segment(arguments.get("subscription_id"), item) == 2
+        and _id_segment(arguments.get("resource_group_name"), item) == 4
+    ):
+        problems.append(f"{where}: scope is not resourceGroup(split({item}, '/')[2], split({item}, '/')[4])")
+    params = body.get("params") or {}
+    if _id_segment(params.get(target.name_param), item) != 8:
+        problems.append(f"{where}: {target.name_param} is not split({item}, '/')[8]")
+    if _dotted(params.get("principalId")) != "platform.outputs.identityPrincipalId":
+        problems.append(f"{where}: principalId is not the app identity (platform.outputs.identityPrincipalId)")
+    if "${resourceToken}" not in str(body.get("name")):
+        problems.append(f"{where}: deployment name does not carry the environment (resourceToken)")
+    return problems
+
+
+def _check_rollout_module(path: str, doc: dict[str, Any], target: RolloutTarget) -> list[str]:
+    problems = []
+    params = doc.get("parameters") or {}
+    for needed in (target.name_param, "principalId"):
+        if needed not in params:
+            problems.append(f"{path}: no parameter {needed}")
+    by_symbol = {r.symbol: r for r in resources(doc)}
+    assignments = [r for r in by_symbol.values() if r.type.lower() == "microsoft.authorization/roleassignments"]
+    for res in by_symbol.values():
+        if not res.existing and res not in assignments:
+            problems.append(f"{path}:{res.symbol}: creates a {res.type}; a rollout module only grants")
+    if len(assignments) != 1:
+        return [*problems, f"{path}: {len(assignments)} role assignments, expected one"]
+    (grant,) = assignments
+    where = f"{path}:{grant.symbol}"
+    if grant.loop_over is not None:
+        problems.append(f"{where}: looped; one grant per module deployment")
+    scope = grant.body.get("scope")
+    scoped = by_symbol.get(scope) if isinstance(scope, str) else None
+    if scoped is None:
+        what = repr(scope) if isinstance(scope, str) else "an expression" if scope else "missing"
+        return [*problems, f"{where}: scope is {what}, not a resource of this module (so a resource group or wider)"]
+    if scoped.type != target.resource_type or not scoped.existing:
+        problems.append(
+            f"{where}: scoped to {'' if scoped.existing else 'a new '}{scoped.type}, "
+            f"expected the existing {target.resource_type}"
+        )
+    if scoped.body.get("name") != target.name_param:
+        problems.append(f"{where}: the {scoped.symbol} it is scoped to is not named by {target.name_param}")
+    props = resolve(doc, grant.body.get("properties")) or {}
+    role_expr = resolve(doc, props.get("roleDefinitionId"))
+    roles = {g.lower() for s in strings_in(role_expr) for g in GUID.findall(s)}
+    if roles != {target.role}:
+        problems.append(f"{where}: grants {sorted(roles)}, expected {ALLOWED_ROLES[target.role][0]}")
+    if props.get("principalId") != "principalId" or props.get("principalType") != "ServicePrincipal":
+        problems.append(f"{where}: principal is not the principalId parameter as a ServicePrincipal")
+    name = (grant.body.get("name") or {}).get("function") if isinstance(grant.body.get("name"), dict) else None
+    arguments = (name or {}).get("parameters") or {}
+    if not (
+        (name or {}).get("type") == "guid"
+        and _dotted(arguments.get("base_string")) == f"{scoped.symbol}.id"
+        and arguments.get("extra_string_1") == "principalId"
+        and str(arguments.get("extra_string_2")).lower() == target.role
+        and len(arguments) == 3
+    ):
+        problems.append(f"{where}: name is not guid({scoped.symbol}.id, principalId, '{target.role}')")
     return problems
 
 
@@ -418,6 +602,7 @@ def check_storage_names(templates: Templates) -> list[str]:
         settings.CREATE_BUDGET_TABLE,
         settings.VERSION_FACTS_TABLE,
         settings.RENEWAL_WINDOWS_TABLE,
+        settings.ROLLOUTS_TABLE,
     }
     if found["tables"] != tables:
         problems.append(f"tables {sorted(found['tables'])} != {sorted(tables)}")

@@ -17,6 +17,11 @@ PLATFORM = "app/platform.bicep"
 BACKUP = "app/backup.bicep"
 EVENT_SUB = "app/event-subscription.bicep"
 VAULT_LOCATION = "app/vault-location.bicep"
+APP_GATEWAY = "app/rollout-application-gateway.bicep"
+GATEWAY_IDENTITY = "app/rollout-gateway-identity.bicep"
+APP_SERVICE_CERT = "app/rollout-app-service-certificate.bicep"
+API_MANAGEMENT = "app/rollout-api-management.bicep"
+FRONT_DOOR = "app/rollout-front-door.bicep"
 
 
 def mutated(path: str, old: str, new: str) -> t.Templates:
@@ -29,6 +34,7 @@ def mutated(path: str, old: str, new: str) -> t.Templates:
 
 def test_the_expected_templates_exist():
     assert {t.MAIN, t.SUBSCRIPTIONS, CERT_VAULT, CONFIG_VAULT, PLATFORM, EVENT_SUB} <= set(TEMPLATES)
+    assert {APP_GATEWAY, GATEWAY_IDENTITY, APP_SERVICE_CERT, API_MANAGEMENT, FRONT_DOOR} <= set(TEMPLATES)
 
 
 @pytest.mark.parametrize("path", sorted(TEMPLATES))
@@ -65,6 +71,11 @@ def test_the_expected_role_assignments_are_present():
         (PLATFORM, t.METRICS_PUBLISHER),
         ("app/deadletter-access.bicep", t.BLOB_DATA_CONTRIBUTOR),
         (BACKUP, t.BLOB_DATA_CONTRIBUTOR),
+        (APP_GATEWAY, t.NETWORK_CONTRIBUTOR),
+        (GATEWAY_IDENTITY, t.MANAGED_IDENTITY_OPERATOR),
+        (APP_SERVICE_CERT, t.WEBSITE_CONTRIBUTOR),
+        (API_MANAGEMENT, t.API_MANAGEMENT_OPERATOR),
+        (FRONT_DOOR, t.CDN_PROFILE_CONTRIBUTOR),
     }
 
 
@@ -95,6 +106,34 @@ def test_the_backup_archive_is_in_its_own_region_immutable_and_written_only_thro
         ("app/deadletter-access.bicep", "scope: deadLetterContainer", "scope: storage"),
         # The app's backup writes on the whole backup account instead of its container.
         ("app/backup.bicep", "scope: backupContainer", "scope: backupStorage"),
+        # Network Contributor on the gateway's whole resource group instead of the gateway.
+        (APP_GATEWAY, "  scope: gateway\n", "  scope: resourceGroup()\n"),
+        # No scope at all: the assignment lands on the resource group the module is deployed to.
+        (FRONT_DOOR, "  scope: frontDoorProfile\n", ""),
+        # Network Contributor on an API Management service (it is for application gateways only).
+        (
+            API_MANAGEMENT,
+            "roleDefinitions', 'e022efe7-f5ba-4159-bbe4-b44f577e9b61')",
+            "roleDefinitions', '4d97b98b-1d4f-4787-a291-c67834d212e7')",
+        ),
+        # Website Contributor on the site instead of the certificate resource.
+        (
+            APP_SERVICE_CERT,
+            "resource certificate 'Microsoft.Web/certificates@2024-04-01' existing",
+            "resource certificate 'Microsoft.Web/sites@2024-04-01' existing",
+        ),
+        # Managed Identity Operator on the gateway instead of its identity.
+        (
+            GATEWAY_IDENTITY,
+            "resource gatewayIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' existing",
+            "resource gatewayIdentity 'Microsoft.Network/applicationGateways@2024-05-01' existing",
+        ),
+        # Contributor on a Front Door profile instead of CDN Profile Contributor.
+        (
+            FRONT_DOOR,
+            "roleDefinitions', 'ec156ff8-a8d1-4d15-830c-5b80698ca432')",
+            "roleDefinitions', 'b24988ac-6180-42a0-ab88-20f7382dd24c')",
+        ),
         # A role id that is not a literal.
         (
             CERT_VAULT,
@@ -106,6 +145,132 @@ def test_the_backup_archive_is_in_its_own_region_immutable_and_written_only_thro
 )
 def test_role_checker_catches(path, old, new):
     assert t.check_roles(mutated(path, old, new))
+
+
+ROLLOUT_MODULES = {target.module: target for target in t.ROLLOUT_TARGETS.values()}
+
+
+def test_the_rollout_modules_are_the_ones_this_file_names():
+    assert set(ROLLOUT_MODULES) == {APP_GATEWAY, GATEWAY_IDENTITY, APP_SERVICE_CERT, API_MANAGEMENT, FRONT_DOOR}
+    assert set(t.ROLLOUT_TARGETS) == {
+        "applicationGatewayIds",
+        "applicationGatewayIdentityIds",
+        "appServiceCertificateIds",
+        "apiManagementIds",
+        "frontDoorProfileIds",
+    }
+
+
+@pytest.mark.parametrize("path", sorted(ROLLOUT_MODULES))
+def test_each_rollout_grant_is_on_the_existing_target_resource_itself(path):
+    target = ROLLOUT_MODULES[path]
+    (grant,) = [g for g in t.role_grants(TEMPLATES) if g.file == path]
+    assert grant.role_ids == {target.role}
+    assert grant.scope_type == target.resource_type  # not a resource group, not a subscription
+    doc = t.parse(TEMPLATES[path])
+    scoped = {r.symbol: r for r in t.resources(doc)}[grant.scope_symbol]
+    assert scoped.existing and scoped.body["name"] == target.name_param
+    assert "resourceGroup()" not in TEMPLATES[path] and "subscription()" not in TEMPLATES[path]
+
+
+def test_rollout_targets_are_wired_from_main_to_one_grant_per_target():
+    assert t.check_rollout_targets(TEMPLATES) == []
+    found = t.modules(t.parse(TEMPLATES[t.MAIN]))
+    looped = {m["loop_over"]: m["path"] for m in found.values() if m["path"] in ROLLOUT_MODULES}
+    assert looped == {param: target.module for param, target in t.ROLLOUT_TARGETS.items()}
+
+
+@pytest.mark.parametrize(
+    ("param", "operator_grants"),
+    [
+        ("applicationGatewayIds", "Key Vault Secrets User"),
+        ("appServiceCertificateIds", "Key Vault Certificate User"),
+        ("apiManagementIds", "Key Vault Secrets User"),
+        ("frontDoorProfileIds", "Key Vault Secrets User"),
+    ],
+)
+def test_target_parameters_say_which_key_vault_role_the_operator_grants_the_service(param, operator_grants):
+    (description,) = [
+        d["argument"]
+        for d in t.parse(TEMPLATES[t.MAIN])["parameters"][param]["decorators"]
+        if d["type"] == "description"
+    ]
+    assert operator_grants in description and "operator" in description
+    # ...and nothing here grants it: the only secrets role the templates hold is the configuration vault's.
+    assert t.check_vault_roles(TEMPLATES) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "old", "new"),
+    [
+        # A parameter no module loops over: its targets would get no role.
+        (t.MAIN, "in apiManagementIds: {", "in []: {"),
+        # The parameter itself gone.
+        (t.MAIN, "param frontDoorProfileIds array = []\n", ""),
+        # A parameter that must be given (no default).
+        (t.MAIN, "param applicationGatewayIdentityIds array = []", "param applicationGatewayIdentityIds array"),
+        # The module deployed in the app's resource group instead of the target's.
+        (
+            t.MAIN,
+            "scope: resourceGroup(split(certificateId, '/')[2], split(certificateId, '/')[4])",
+            "scope: rg",
+        ),
+        # The resource group segment taken from the wrong place of the id.
+        (
+            t.MAIN,
+            "scope: resourceGroup(split(gatewayId, '/')[2], split(gatewayId, '/')[4])",
+            "scope: resourceGroup(split(gatewayId, '/')[2], split(gatewayId, '/')[6])",
+        ),
+        # The name wired from the wrong segment.
+        (t.MAIN, "profileName: split(profileId, '/')[8]", "profileName: split(profileId, '/')[4]"),
+        # The grant for some other principal than the app identity.
+        (
+            t.MAIN,
+            "    serviceName: split(serviceId, '/')[8]\n    principalId: platform.outputs.identityPrincipalId",
+            "    serviceName: split(serviceId, '/')[8]\n    principalId: platform.outputs.identityClientId",
+        ),
+        # The gateway module fed from the identity list.
+        (t.MAIN, "in applicationGatewayIds: {", "in applicationGatewayIdentityIds: {"),
+        # A deployment name without the environment: two environments would overwrite each other.
+        (t.MAIN, "name: 'rollout-apim-${resourceToken}-${i}'", "name: 'rollout-apim-${i}'"),
+        # The grant on the resource group instead of the gateway.
+        (APP_GATEWAY, "  scope: gateway\n", "  scope: resourceGroup()\n"),
+        # Network Contributor on an API Management service.
+        (
+            API_MANAGEMENT,
+            "roleDefinitions', 'e022efe7-f5ba-4159-bbe4-b44f577e9b61')",
+            "roleDefinitions', '4d97b98b-1d4f-4787-a291-c67834d212e7')",
+        ),
+        # The target created (and so overwritten) instead of referenced.
+        (
+            FRONT_DOOR,
+            "resource frontDoorProfile 'Microsoft.Cdn/profiles@2024-09-01' existing = {",
+            "resource frontDoorProfile 'Microsoft.Cdn/profiles@2024-09-01' = {",
+        ),
+        # An assignment name that is not unique per resource, principal and role.
+        (
+            APP_SERVICE_CERT,
+            "name: guid(certificate.id, principalId, 'de139f84-1756-47ae-9be6-808fbbe84772')",
+            "name: guid(certificate.id, 'de139f84-1756-47ae-9be6-808fbbe84772')",
+        ),
+        # The grant to some other principal than the module's parameter.
+        (GATEWAY_IDENTITY, "    principalId: principalId\n", "    principalId: identityName\n"),
+    ],
+)
+def test_rollout_target_checker_catches(path, old, new):
+    assert t.check_rollout_targets(mutated(path, old, new))
+
+
+def test_rollout_target_checker_catches_a_second_grant_in_a_module():
+    grant = TEMPLATES[APP_GATEWAY].split("resource networkContributor")[1]
+    broken = dict(TEMPLATES)
+    broken[APP_GATEWAY] = (
+        TEMPLATES[APP_GATEWAY]
+        + "\nresource another"
+        + grant.replace("'4d97b98b-1d4f-4787-a291-c67834d212e7'", "'acdd72a7-3385-48ef-bd42-f606fba81ae7'")
+    )
+    assert any("2 role assignments" in p for p in t.check_rollout_targets(broken))
+    assert t.check_roles(broken)  # Reader is not in the allowed set either
 
 
 def test_certificate_vaults_get_only_certificates_officer_and_secrets_only_the_config_vault():
