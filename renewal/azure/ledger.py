@@ -28,7 +28,7 @@ def partition_key(vault: str, name: str) -> str:
     return f"{escape_key(vault)}|{escape_key(name)}"
 
 
-def _plain_datetime(value: Any) -> dt.datetime | None:
+def plain_datetime(value: Any) -> dt.datetime | None:
     # The SDK returns a datetime subclass carrying the raw string; hand back an ordinary aware datetime.
     if not isinstance(value, dt.datetime):
         return None
@@ -73,7 +73,7 @@ def entity_to_row(entity: dict[str, Any]) -> LedgerRow:
         values["state"] = AttemptState.ABANDONED
         values["error"] = f"unknown ledger state {entity.get('state')!r}; {entity.get('error') or ''}".rstrip("; ")
     for key in ("started_at", "updated_at"):
-        values[key] = _plain_datetime(entity.get(key))
+        values[key] = plain_datetime(entity.get(key))
     return LedgerRow(**values)
 
 

@@ -12,7 +12,7 @@ import hashlib
 from typing import Any
 
 from renewal import settings
-from renewal.azure.ledger import MAX_ERROR_CHARS, escape_key, partition_key
+from renewal.azure.ledger import MAX_ERROR_CHARS, escape_key, partition_key, plain_datetime
 from renewal.azure.storage import StorageEndpoints
 from renewal.model import RolloutRecord, RolloutState
 
@@ -25,12 +25,10 @@ def row_key(version: str, deployer: str, target: str) -> str:
 
 
 def _plain(value: Any) -> dt.datetime:
-    if not isinstance(value, dt.datetime):
+    plain = plain_datetime(value)
+    if plain is None:
         raise ValueError(f"not a time: {value!r}")
-    plain = dt.datetime(
-        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond, value.tzinfo
-    )
-    return plain if plain.tzinfo else plain.replace(tzinfo=dt.UTC)
+    return plain
 
 
 def record_to_entity(record: RolloutRecord) -> dict[str, Any]:
