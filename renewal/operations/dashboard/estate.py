@@ -166,7 +166,13 @@ def forget(service: RenewalService) -> None:
 def _build(service: RenewalService) -> Estate:
     """The estate report (inventory + compliance rules, built exactly as ``python -m renewal report`` builds
     it), sorted into the dashboard's rows."""
-    report = build_report(service)
+    from concurrent.futures import ThreadPoolExecutor
+
+    # The failed work and the last drill are other stores' answers: fetched while the vaults are listed.
+    with ThreadPoolExecutor(2, thread_name_prefix="estate") as pool:
+        failures = pool.submit(service.failures)
+        drill = pool.submit(service.backups.last_drill) if service.backups is not None else None
+        report = build_report(service)
     inventory = report.inventory
     now = inventory.generated_at
     rows = []
@@ -177,15 +183,15 @@ def _build(service: RenewalService) -> Estate:
     rows.sort(key=lambda r: (r.expires_on or now, r.vault, r.name))
     errors = list(inventory.errors)
     last_drill = None
-    if service.backups is not None:
+    if drill is not None:
         try:
-            last_drill = service.backups.last_drill()
+            last_drill = drill.result()
         except Exception as exc:  # noqa: BLE001 - the archive being unreachable must not hide the estate
             errors.append(f"backup archive: {exc}")
     return Estate(
         now=now,
         certificates=rows,
-        failures=service.failures(),
+        failures=failures.result(),
         weeks=weekly(rows, now),
         errors=errors,
         reads=inventory.certificate_reads,
