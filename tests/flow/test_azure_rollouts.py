@@ -139,6 +139,9 @@ def test_every_service_takes_the_renewed_version_and_reports_its_thumbprint(
     assert arm.bound_thumbprint(ids["front_door"]) == thumbprint
     front_door = arm.resource(ids["front_door"])["properties"]["parameters"]
     assert front_door["secretVersion"] == version and front_door["useLatestVersion"] is False
+    # Every secret read was a service's own (the stand-in's), none the renewal app's: it never reads secrets.
+    secret_calls = sum(v for k, v in flow.kv.admin.counters().items() if "secret" in k)
+    assert secret_calls == arm.secret_reads > 0
     gateway_tags = arm.resource(ids["gateway"])["tags"]
     assert gateway_tags["renewal-refresh"] == f"{VAULT}/web/{version}"
 

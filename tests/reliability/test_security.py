@@ -164,7 +164,11 @@ def test_no_certificate_material_through_the_secrets_api_in_product_code():
                 offenders.append(f"{rel}:{node.lineno} reads .{node.attr}")
             if isinstance(node, ast.Name) and node.id == "secret_id" and not approle:
                 offenders.append(f"{rel}:{node.lineno} uses secret_id")
+            # rollouts/references.py reads and writes Key Vault references held in Azure resources' settings
+            # (a gateway's keyVaultSecretId), sent to ARM only; tests/flow/test_azure_rollouts.py checks that every
+            # secret read during a rollout is the stand-in service's, none the app's.
+            references = rel == "renewal/azure/rollouts/references.py"
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and "/secrets/" in node.value:
-                if rel != "renewal/azure/secrets.py":
+                if rel != "renewal/azure/secrets.py" and not references:
                     offenders.append(f"{rel}:{node.lineno} builds a /secrets/ path")
     assert not offenders, offenders
