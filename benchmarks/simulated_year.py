@@ -78,6 +78,8 @@ SWEEP_PERIOD = DAY
 LATE_GRACE = dt.timedelta(minutes=15)
 """After the sweep that finds a certificate due, its job may wait for the vault's create budget (the sweep
 spreads a vault's due jobs at Key Vault's 2 creates a second): lateness allows a sweep period plus this."""
+POLICY_RECHECK_DAYS = 2
+"""The service's ``defaults.policy_recheck_days`` in the simulated estate (0 would leave in-place edits unseen)."""
 IN_FLIGHT_HOLD = dt.timedelta(minutes=10)
 """How long the host hides a message while its function runs: a worker that dies leaves it hidden this long."""
 RETRY_VISIBILITY = dt.timedelta(seconds=30)
@@ -838,6 +840,8 @@ class Year:
                 "routes": [{"issuer": PUBLIC, "match": "pub-*"}],
                 "default_issuer": PRIVATE,
                 "deployers": [],
+                # A policy edited in place is seen within two nights (half the policies re-read a night).
+                "defaults": {"policy_recheck_days": POLICY_RECHECK_DAYS},
             }
 
         self.good_config = parse_config(document("tlsserver"))

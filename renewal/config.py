@@ -300,6 +300,10 @@ class Defaults(_Strict):
     renew_at_lifetime_fraction: float = Field(default=2 / 3, gt=0, lt=1)
     """Renew when this fraction of the lifetime has passed, for policies with no trigger of their own."""
     stale_pending_after_hours: float = Field(default=24, gt=0)
+    policy_recheck_days: int = Field(default=0, ge=0, le=366)
+    """The nightly sweep re-reads each certificate's policy once every this many nights (a stable share of
+    the estate each night) and follows a lifetime action edited in place; 0: never (the sweep follows the
+    trigger tag mirrored at the last renewal or adoption). Costs 1/N policy reads per certificate a night."""
     pending_retry_seconds: int = Field(default=60, ge=1, le=86_400)
     max_pending_polls: int = Field(default=1_000, ge=1)
     max_requeues: int = Field(default=60, ge=0, le=10_000)

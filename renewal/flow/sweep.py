@@ -12,6 +12,7 @@ wake up at the chosen time). No ARI failure stops the sweep: the policy decides 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -22,7 +23,7 @@ from renewal import metrics, settings
 from renewal.config import RenewalConfig
 from renewal.errors import CertificateGone
 from renewal.flow.ari import ARI_TRIGGER, RenewalTiming, apply_window
-from renewal.flow.due import DueDecision, is_due
+from renewal.flow.due import MIRRORED_TRIGGER_TAG, DueDecision, format_trigger, is_due
 from renewal.flow.orchestrator import STALE_TRIGGER_SUFFIX
 from renewal.flow.routing import routed_issuer_or_none
 from renewal.flow.scan import VaultScan
@@ -78,6 +79,8 @@ class SweepReport:
     not_due_count: int = 0
     skipped: int = 0
     policy_reads: int = 0
+    policy_edits: int = 0
+    """Policies re-read by the rolling recheck whose trigger was not the mirrored tag's (edited in place)."""
     ari_checks: int = 0
     """Times a CA was asked for a certificate's renewal information (RFC 9773)."""
     ari_reads: int = 0
@@ -199,6 +202,7 @@ class Sweep:
             due=len(report.due),
             not_due=report.not_due_count,
             policy_reads=report.policy_reads,
+            policy_edits=report.policy_edits,
             ari_checks=report.ari_checks,
             ari_reads=report.ari_reads,
             ari_failures=report.ari_failures,
@@ -233,7 +237,7 @@ class Sweep:
         progress: Callable[[str, int], None] | None,
     ) -> None:
         vault = store.vault
-        entry = self._decide(store, listing, note, timing, now, report)
+        entry = self._decide(store, listing, note, timing, now, report, dry_run=dry_run)
         if entry is None:
             return
         metrics.observe_certificate(
@@ -277,15 +281,22 @@ class Sweep:
         timing: RenewalTiming | None,
         now: dt.datetime,
         report: SweepReport,
+        *,
+        dry_run: bool = False,
     ) -> SweepEntry | None:
         """The decision from the listing (None: pending or disabled, skipped), refined by the policy's own
-        trigger when only the default rule made it due, then by the CA's window (asked for here when nothing
-        fresh is kept)."""
+        trigger when only the default rule made it due or when the rolling recheck reads it tonight, then by
+        the CA's window (asked for here when nothing fresh is kept)."""
         if note is None:
             with report._lock:
                 report.skipped += 1
             return None
         decision = note.listed
+        if decision.trigger == "policy-tag" and not decision.due and self._recheck_tonight(store.vault, listing, now):
+            rechecked = self._recheck_policy(store, listing, now, report, dry_run=dry_run)
+            if rechecked is None:
+                return None
+            decision = rechecked
         if decision.due and decision.trigger == "default":
             try:
                 policy = store.get_policy(listing.name)
@@ -307,6 +318,64 @@ class Sweep:
             window = timing.ask(store.vault, listing.name, note.ari_issuer, kept=note.window, store=store)
         decision = apply_window(decision, window, now)
         return SweepEntry(listing.vault, listing.name, listing.version, listing.expires_on, decision, False)
+
+    def _recheck_tonight(self, vault: str, listing: CertificateListing, now: dt.datetime) -> bool:
+        """Each certificate's policy is re-read once every ``policy_recheck_days`` nights (a stable share a
+        night): Key Vault's listing does not show a policy edited in place (its ``updated`` time stays)."""
+        days = self.config.defaults.policy_recheck_days
+        if days <= 0:
+            return False
+        bucket = int.from_bytes(hashlib.sha256(f"{vault}/{listing.name}".encode()).digest()[:4], "big") % days
+        return bucket == now.date().toordinal() % days
+
+    def _recheck_policy(
+        self,
+        store: CertificateStore,
+        listing: CertificateListing,
+        now: dt.datetime,
+        report: SweepReport,
+        *,
+        dry_run: bool,
+    ) -> DueDecision | None:
+        """The decision from the policy itself; a trigger edited in place is mirrored onto the version's tag,
+        so the nights between rechecks follow it too. None when the certificate is gone."""
+        try:
+            policy = store.get_policy(listing.name)
+        except CertificateGone:
+            return None
+        with report._lock:
+            report.policy_reads += 1
+        decision = is_due(
+            now=now,
+            not_before=listing.not_before,
+            expires_on=listing.expires_on,
+            tags=listing.tags,
+            policy_triggers=policy.lifetime_triggers or None,
+            default_fraction=self.config.renew_fraction(store.vault),
+        )
+        if not policy.lifetime_triggers:
+            return decision
+        mirrored = format_trigger(policy.lifetime_triggers[0])
+        if listing.tags.get(MIRRORED_TRIGGER_TAG) == mirrored:
+            return decision
+        with report._lock:
+            report.policy_edits += 1
+        log_event(
+            log,
+            "sweep.policy_edited",
+            vault=store.vault,
+            certificate=listing.name,
+            version=listing.version,
+            tag=listing.tags.get(MIRRORED_TRIGGER_TAG),
+            policy=mirrored,
+            due=decision.due,
+        )
+        if not dry_run:
+            try:  # a listing names no version: "" is the current one (the listing's tags are the current's)
+                store.update_tags(listing.name, listing.version or "", {**listing.tags, MIRRORED_TRIGGER_TAG: mirrored})
+            except Exception as exc:  # noqa: BLE001 - tonight's decision stands; the next recheck writes it
+                log_event(log, "sweep.mirror_failed", level=logging.WARNING, certificate=listing.name, error=str(exc))
+        return decision
 
     def _resume_stale(self, now: dt.datetime, run_id: str, report: SweepReport, dry_run: bool) -> None:
         assert self.ledger is not None

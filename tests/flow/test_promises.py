@@ -238,3 +238,45 @@ def test_a_stale_in_flight_row_without_a_pending_operation_is_closed_once(flow):
     assert row.state == "abandoned" and "no pending operation in progress" in row.error
     assert flow.service.sweep().stale_resumed == 0
     assert len(flow.versions("web")) == 1
+
+
+def test_the_rolling_policy_recheck_follows_a_lifetime_action_edited_in_place(flow):
+    """Key Vault's listing does not show a policy edit (a recorded answer of the real service: the policy's
+    ``updated`` moves, the certificate's does not), so the sweep follows the tag mirrored at the last renewal;
+    with ``policy_recheck_days`` it re-reads each policy once every N nights."""
+    from azure.keyvault.certificates import CertificatePolicyAction, LifetimeAction
+
+    from renewal.flow.due import MIRRORED_TRIGGER_TAG
+
+    for i in range(12):
+        flow.seed("kv-alpha", f"fleet-{i}", days_left=45, tags={MIRRORED_TRIGGER_TAG: "days_before_expiry=30"})
+    client = flow.client()
+    for i in range(12):  # in the portal: renew 60 days before expiry from now on
+        policy = client.get_certificate_policy(f"fleet-{i}")
+        policy._lifetime_actions = [LifetimeAction(CertificatePolicyAction.email_contacts, days_before_expiry=60)]
+        client.update_certificate_policy(f"fleet-{i}", policy)
+
+    def sweep(days: int, *, dry_run: bool = True):
+        config = flow.service.config.model_copy(
+            update={"defaults": flow.service.config.defaults.model_copy(update={"policy_recheck_days": days})}
+        )
+        return Sweep(config=config, stores=flow.service.stores, jobs=flow.service.jobs, clock=flow.service.clock).run(
+            vaults=["kv-alpha"], dry_run=dry_run
+        )
+
+    assert len(sweep(0).due) == 0  # the mirrored tag still says 30 days: the edit is not seen
+    flow.kv.admin.reset_counters()
+    tonight = sweep(3)
+    share = flow.kv.admin.counters("kv-alpha").get("get_policy", 0)
+    assert 0 < share < 12 and len(tonight.due) == share == tonight.policy_edits  # a third-ish a night
+    assert all(
+        flow.current(e.name).properties.tags[MIRRORED_TRIGGER_TAG] == "days_before_expiry=30" for e in tonight.due
+    )
+    everyone = sweep(1, dry_run=False)
+    assert len(everyone.due) == 12 and everyone.policy_edits == 12
+    # the edit is mirrored: the nights between rechecks see it without reading the policy
+    assert {flow.current(f"fleet-{i}").properties.tags[MIRRORED_TRIGGER_TAG] for i in range(12)} == {
+        "days_before_expiry=60"
+    }
+    flow.kv.admin.reset_counters()
+    assert len(sweep(0).due) == 12 and flow.kv.admin.counters("kv-alpha").get("get_policy", 0) == 0

@@ -69,10 +69,5 @@ def test_the_short_year_fits_the_ci_budget(year: YearResult) -> None:
     assert year.measured_seconds < 120  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding of issue 16: the sweep decides from the renewal-policy-trigger tag mirrored at the last "
-    "renewal, so a trigger edited in place to come earlier is not seen until the old trigger (or NearExpiry)",
-)
 def test_a_policy_edited_in_place_is_followed(year: YearResult) -> None:
     assert _line(year, "policy edited in place").endswith(" PASS"), "\n".join(year.lines)
