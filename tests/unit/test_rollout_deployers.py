@@ -1193,3 +1193,17 @@ def test_arm_not_answering_fails_a_first_pass_and_keeps_an_operation_followed():
     assert (waiting.state, waiting.operation) == (RolloutState.IN_PROGRESS, f"{ARM}/operations/fd")
     again = fd.roll_out(notice(), current(), FD_SECRET, record(waiting))
     assert again.detail == waiting.detail == f"{started.detail}; no answer from {ARM}: ServiceResponseError: timed out"
+
+
+def test_importing_the_function_app_loads_no_rollout_module_and_no_azure_mgmt_package():
+    """Cold start: the rollouts and ARM's pipeline are imported on first use, inside the deployer."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, function_app\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('azure.mgmt', 'renewal.azure.rollouts')))\n"
+        "print(','.join(loaded))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert result.stdout.strip() == ""
