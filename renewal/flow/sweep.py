@@ -155,7 +155,8 @@ class Sweep:
 
         def triage(vault: str, listing: CertificateListing) -> tuple[bool, ListingNote | None]:
             """Due-ness from the listing (and the window kept for it), decided once; only certificates that
-            are due, need a policy read, an ARI check or a scheduled job need the pool."""
+            are due, need a policy read (the default rule, or tonight's share of the rolling recheck), an ARI
+            check or a scheduled job need the pool."""
             if listing.pending or listing.enabled is False:
                 return False, None
             decision = is_due(
@@ -172,7 +173,8 @@ class Sweep:
                     kept = timing.kept(vault, listing.name, issuer, listing.thumbprint)
                     note = ListingNote(decision, issuer, kept, timing.needs_asking(issuer, kept, vault))
                     decision = apply_window(decision, kept, now)
-            return note.ask or decision.due or self._schedulable(decision, now), note
+            recheck = note.listed.trigger == "policy-tag" and self._recheck_tonight(vault, listing, now)
+            return note.ask or decision.due or recheck or self._schedulable(decision, now), note
 
         def handle(store: CertificateStore, listing: CertificateListing, note: ListingNote | None) -> None:
             self._handle(store, listing, note, timing, now, run_id, report, dry_run, collect_all, progress)
