@@ -4,8 +4,10 @@ The emulator runs in a subprocess with service throttling off, Azurite holds the
 the report is built exactly as ``python -m renewal report`` builds it (list every vault, one ``get_current`` per
 certificate whose version is not kept yet, one ledger scan, every compliance rule).
 
-First run: every version is new, so every certificate is read (and kept): target <= 60 s, the bound it had
-before versions were kept. Second run, nothing changed: Key Vault requests must be the list pages alone, the
+First run: every version is new, so every certificate is read (and kept): no slower than the report was before
+versions were kept, which is measured in the same run (the same report with the version facts off: every
+certificate read, nothing kept): target <= 1.1 x that baseline (this machine's run-to-run noise is about 10 %).
+Second run, nothing changed: Key Vault requests must be the list pages alone, the
 findings identical, and the wall time <= 1.5 x the listing of the same estate measured in the same run (every
 vault listed at once, as the sweep does).
 
@@ -29,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import verdict
 
-TARGET_SECONDS = 60.0
+FIRST_RUN_RATIO = 1.1
 
 
 def main() -> int:
@@ -118,6 +120,19 @@ def main() -> int:
         listing = time.monotonic() - started
         print(f"listing alone: {listed} certificates in {listing:.1f}s")
 
+        # The report as it was before versions were kept: every certificate read, nothing kept.
+        baseline_service = RenewalService(
+            config,
+            environ={"RENEWAL_KEYVAULT_CREDENTIAL": "emulator", "RENEWAL_KEYVAULT_CA_BUNDLE": kv.ca_bundle},
+            storage=storage,
+            clock=lambda: dt.datetime.fromtimestamp(kv.admin.now(), dt.UTC),
+        )
+        baseline_service.__dict__["version_facts"] = None
+        started = time.monotonic()
+        baseline = build_report(baseline_service, max_workers=args.workers)
+        baseline_s = time.monotonic() - started
+        print(f"baseline report (version facts off): {baseline_s:.1f}s, {baseline.inventory.certificate_reads} reads")
+
         runs = []
         for label in ("first", "second"):
             kv.admin.reset_counters()
@@ -158,10 +173,11 @@ def main() -> int:
     ok_first = len(first.inventory.entries) == expected and not first.inventory.errors
     verdict(
         "report_time_first",
-        f"{first_s:.1f}s for {len(first.inventory.entries)} certificates, every one read once",
+        f"{first_s:.1f}s = {first_s / baseline_s:.2f} x the report without kept facts ({baseline_s:.1f}s) for "
+        f"{len(first.inventory.entries)} certificates, every one read once and kept",
         first_s if ok_first else float("inf"),
-        TARGET_SECONDS,
-        f"<= {TARGET_SECONDS:.0f}s, as before the facts were kept",
+        FIRST_RUN_RATIO * baseline_s,
+        f"<= {FIRST_RUN_RATIO} x the report before versions were kept, same run",
     )
     verdict(
         "dashboard_overview",
