@@ -1068,28 +1068,9 @@ class _Token:
 @pytest.fixture(scope="module")
 def arm_server(tmp_path_factory):
     """A tiny HTTPS server: GET answers what was recorded for a path, or the status a test set."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    import ipaddress
+    from emulator.crypto import make_tls_material
 
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
-        .not_valid_after(dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    folder = tmp_path_factory.mktemp("arm")
-    (folder / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "server.pem").write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM)
-        + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    ca_file, cert_file, key_file = make_tls_material(tmp_path_factory.mktemp("arm"))
     seen: list[dict[str, Any]] = []
     answers: dict[str, tuple[int, dict[str, Any], dict[str, str]]] = {}
 
@@ -1128,11 +1109,11 @@ def arm_server(tmp_path_factory):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(folder / "server.pem")
+    context.load_cert_chain(cert_file, key_file)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}", str(folder / "ca.pem"), seen, answers
+    yield f"https://127.0.0.1:{server.server_address[1]}", str(ca_file), seen, answers
     server.shutdown()
     server.server_close()
 
