@@ -20,3 +20,22 @@ def test_without_a_configured_bundle_the_environment_s_is_used(monkeypatch):
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     assert _environment_ca_bundle() is True
+
+
+def test_a_scan_s_readers_keep_their_connections(caplog):
+    """32 threads reading one vault at once (a report's readers) reuse their connections: with requests' own
+    pool of 10, urllib3 closed most of them after each request and the next paid a TLS handshake."""
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    from emulator.testing import running_emulator
+    from renewal.azure.keyvault import StaticTokenCredential, open_store
+
+    with running_emulator(["kv-pool"], throttling=False) as kv:
+        kv.admin.seed("kv-pool", certificates=[{"name": f"c{i}"} for i in range(64)])
+        store = open_store("kv-pool", kv.vault_urls["kv-pool"], StaticTokenCredential(), connection_verify=kv.ca_bundle)
+        with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+            with ThreadPoolExecutor(32) as pool:
+                for _ in range(3):
+                    assert len(list(pool.map(lambda i: store.get_policy(f"c{i}"), range(64)))) == 64
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
