@@ -78,8 +78,6 @@ SWEEP_PERIOD = DAY
 LATE_GRACE = dt.timedelta(minutes=15)
 """After the sweep that finds a certificate due, its job may wait for the vault's create budget (the sweep
 spreads a vault's due jobs at Key Vault's 2 creates a second): lateness allows a sweep period plus this."""
-POLICY_RECHECK_DAYS = 2
-"""The service's ``defaults.policy_recheck_days`` in the simulated estate (0 would leave in-place edits unseen)."""
 IN_FLIGHT_HOLD = dt.timedelta(minutes=10)
 """How long the host hides a message while its function runs: a worker that dies leaves it hidden this long."""
 RETRY_VISIBILITY = dt.timedelta(seconds=30)
@@ -159,6 +157,8 @@ class YearSpec:
     public_share: float = 0.6
     seed: int = 20261201
     step: dt.timedelta = HOUR
+    policy_recheck_days: int = 2
+    """The service's ``defaults.policy_recheck_days`` (0 would leave in-place policy edits unseen)."""
     wall_bound: float = 600.0
     """Seconds the whole run may take (the issue's 10 minutes; the short variant's CI budget is 2)."""
     artifact: Path = ROOT / "test-artifacts" / "simulated_year.svg"
@@ -840,8 +840,8 @@ class Year:
                 "routes": [{"issuer": PUBLIC, "match": "pub-*"}],
                 "default_issuer": PRIVATE,
                 "deployers": [],
-                # A policy edited in place is seen within two nights (half the policies re-read a night).
-                "defaults": {"policy_recheck_days": POLICY_RECHECK_DAYS},
+                # A policy edited in place is seen within policy_recheck_days nights.
+                "defaults": {"policy_recheck_days": spec.policy_recheck_days},
             }
 
         self.good_config = parse_config(document("tlsserver"))
@@ -1607,10 +1607,16 @@ def write_svg(result: YearResult, done: list[Renewal], path: Path) -> None:
     path.write_text("\n".join(parts))
 
 
-def spec_for(certificates: int = 1000, days: int = 365, *, seed: int = YearSpec.seed) -> YearSpec:
+def spec_for(
+    certificates: int = 1000,
+    days: int = 365,
+    *,
+    seed: int = YearSpec.seed,
+    policy_recheck_days: int = YearSpec.policy_recheck_days,
+) -> YearSpec:
     """The full year, or a smaller estate with the same kinds of change and fault in proportion (the short
     variant the tests run: 100 certificates, 120 days)."""
-    spec = YearSpec(certificates=certificates, days=days, seed=seed)
+    spec = YearSpec(certificates=certificates, days=days, seed=seed, policy_recheck_days=policy_recheck_days)
     if certificates >= 1000:
         return spec
     scale = certificates / 1000
@@ -1630,8 +1636,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--certificates", type=int, default=1000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--seed", type=int, default=YearSpec.seed)
+    parser.add_argument("--policy-recheck-days", type=int, default=YearSpec.policy_recheck_days)
     args = parser.parse_args(argv)
-    spec = spec_for(args.certificates, args.days, seed=args.seed)
+    spec = spec_for(args.certificates, args.days, seed=args.seed, policy_recheck_days=args.policy_recheck_days)
     result = simulate(spec, progress=lambda line: print(line, flush=True))
     return 0 if figures(result).passed else 1
 
