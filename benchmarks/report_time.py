@@ -36,7 +36,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import verdict
+from harness import local_issuers, verdict
 
 FILED_AT = "4a54176"
 """The last revision before the version facts: the report the issue measured (52.5 s then). The first run with
@@ -92,7 +92,6 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0, help="added per Key Vault request, as harness.py")
     args = parser.parse_args()
 
-    from ca_clients.local import create_ca_files
     from devtools.azurite import running_azurite
     from emulator.testing import running_emulator
     from renewal.azure.storage import StorageEndpoints
@@ -107,7 +106,6 @@ def main() -> int:
         running_azurite() as azurite,
     ):
         kv.admin.set_knobs(throttling=False, latency_ms=args.latency_ms)
-        ca = create_ca_files(Path(scratch) / "ca")
         now = int(kv.admin.now())
         seeded_at = time.monotonic()
         for vault in vaults:
@@ -131,16 +129,7 @@ def main() -> int:
         print(f"seeded {args.vaults * args.per_vault} certificates in {time.monotonic() - seeded_at:.1f}s")
         document = {
             "vaults": [{"name": name, "url": url} for name, url in kv.vault_urls.items()],
-            "issuers": [
-                {
-                    "name": "corp-local",
-                    "type": "local",
-                    "ca_certificate": str(ca["ca_certificate"]),
-                    "ca_key": {"file": str(ca["ca_key"])},
-                    "chain": str(ca["chain"]),
-                    "trust_anchors": [str(ca["root"])],
-                }
-            ],
+            "issuers": local_issuers(Path(scratch)),
             "default_issuer": "corp-local",
         }
         config = parse_config(document)
