@@ -194,9 +194,12 @@ class KeyVaultCertificateStore:
         throttle_retries: int = 5,
         sleep: Callable[[float], None] = time.sleep,
         create_pacer: CreatePacer | None = None,
+        reader: Any = None,
     ) -> None:
         self.vault = vault
         self._client = client
+        self._reader = reader
+        """A keyvault_io.VaultReader: GETs on the process's I/O loop (None: on the client's own pipeline)."""
         self._throttle_retries = throttle_retries
         self._sleep = sleep
         self._create_pacer = create_pacer
@@ -239,6 +242,10 @@ class KeyVaultCertificateStore:
         """GET ``path`` (relative to the vault, or an absolute nextLink); 404 raises ResourceNotFoundError."""
         from azure.core.exceptions import ResourceNotFoundError
         from azure.core.rest import HttpRequest
+
+        if self._reader is not None:
+            reader = self._reader
+            return self._call(operation, lambda: reader.get_json(path))
 
         def get() -> dict[str, Any]:
             response = self._client.send_request(HttpRequest("GET", path))
@@ -487,19 +494,29 @@ def open_store(vault: str, url: str, credential: Any, *, connection_verify: str 
 
     verify = connection_verify or _environment_ca_bundle()
     kwargs: dict[str, Any] = {"connection_verify": verify}
-    if "transport" not in options:
-        from azure.core.pipeline.transport import RequestsTransport
-
-        # azure-core passes the transport's own connection_verify with each request.
-        kwargs["transport"] = RequestsTransport(
-            session=vault_session(url), session_owner=False, connection_verify=verify
-        )
     throttle_retries = options.pop("throttle_retries", 5)
     sleep = options.pop("sleep", time.sleep)
     create_pacer = options.pop("create_pacer", None) or create_pacer_for(url)
+    reader = None
+    if "transport" not in options:
+        from azure.core.pipeline.transport import RequestsTransport
+
+        from renewal.azure.keyvault_io import VaultReader
+
+        session = vault_session(url)
+        # azure-core passes the transport's own connection_verify with each request.
+        kwargs["transport"] = RequestsTransport(session=session, session_owner=False, connection_verify=verify)
+        reader = VaultReader(
+            url,
+            credential,
+            verify=verify,
+            proxies=dict(session.proxies),
+            connections=VAULT_CONNECTIONS,
+            options=dict(options),
+        )
     client = CertificateClient(url, credential, **kwargs, **options)
     return KeyVaultCertificateStore(
-        vault, client, throttle_retries=throttle_retries, sleep=sleep, create_pacer=create_pacer
+        vault, client, throttle_retries=throttle_retries, sleep=sleep, create_pacer=create_pacer, reader=reader
     )
 
 

@@ -22,9 +22,10 @@ def test_without_a_configured_bundle_the_environment_s_is_used(monkeypatch):
     assert _environment_ca_bundle() is True
 
 
-def test_a_scan_s_readers_keep_their_connections(caplog):
-    """32 threads reading one vault at once (a report's readers) reuse their connections: with requests' own
-    pool of 10, urllib3 closed most of them after each request and the next paid a TLS handshake."""
+def test_a_scan_s_writers_keep_their_connections(caplog):
+    """32 threads writing to one vault at once (a sweep's renewal workers) reuse their connections: with
+    requests' own pool of 10, urllib3 closed most of them after each request and the next paid a TLS
+    handshake. (Reads go through the I/O loop's own pool: tests/azure/test_keyvault_reads.py.)"""
     import logging
     from concurrent.futures import ThreadPoolExecutor
 
@@ -34,8 +35,11 @@ def test_a_scan_s_readers_keep_their_connections(caplog):
     with running_emulator(["kv-pool"], throttling=False) as kv:
         kv.admin.seed("kv-pool", certificates=[{"name": f"c{i}"} for i in range(64)])
         store = open_store("kv-pool", kv.vault_urls["kv-pool"], StaticTokenCredential(), connection_verify=kv.ca_bundle)
+        versions = {f"c{i}": store.get_current(f"c{i}").version for i in range(64)}
         with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
             with ThreadPoolExecutor(32) as pool:
-                for _ in range(3):
-                    assert len(list(pool.map(lambda i: store.get_policy(f"c{i}"), range(64)))) == 64
+                for round_ in range(3):
+                    tag = {"round": str(round_)}
+                    list(pool.map(lambda name, tag=tag: store.update_tags(name, versions[name], tag), versions))
+        assert store.get_current("c63").tags == {"round": "2"}
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
