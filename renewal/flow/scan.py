@@ -8,8 +8,10 @@ stops; the other vaults go on.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,38 @@ from renewal.ports import CertificateStore
 Triage = Callable[[str, CertificateListing], tuple[bool, Any]]
 """(vault, listing) -> (whether it needs the pool, what the handler is handed with it)."""
 ListingHandler = Callable[[CertificateStore, CertificateListing, Any], None]
+
+
+YOUNG_COLLECTION_EVERY = 10_000
+"""Container allocations between two young collections while a scan runs (Python's default is 700)."""
+
+_collections_lock = threading.Lock()
+_scans_running = 0
+_thresholds_before: tuple[int, int, int] | None = None
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Collect garbage less often while a scan runs: it builds an entry per certificate that lives until the
+    scan ends, and with the default threshold every young collection promotes a few of them, so full
+    collections keep re-walking a growing heap (2.5 s of 20 s in a first report over 10,000 certificates;
+    0.6 s with this). Cyclic garbage waits at most 10,000 allocations longer. Nested and concurrent scans
+    share one setting; the last to end restores what was there."""
+    global _scans_running, _thresholds_before
+    with _collections_lock:
+        if _scans_running == 0:
+            _thresholds_before = gc.get_threshold()
+            young, *older = _thresholds_before
+            gc.set_threshold(max(young, YOUNG_COLLECTION_EVERY), *older)
+        _scans_running += 1
+    try:
+        yield
+    finally:
+        with _collections_lock:
+            _scans_running -= 1
+            if _scans_running == 0 and _thresholds_before is not None:
+                gc.set_threshold(*_thresholds_before)
+                _thresholds_before = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +79,7 @@ class VaultScan:
         error)`` is called at most once per vault."""
         names = list(vaults)
         with (
+            fewer_collections(),
             ThreadPoolExecutor(max_workers=max(1, len(names)), thread_name_prefix=self.name) as listers,
             ThreadPoolExecutor(max_workers=max(1, self.workers), thread_name_prefix=f"{self.name}-read") as pool,
         ):
