@@ -510,7 +510,7 @@ def open_store(vault: str, url: str, credential: Any, *, connection_verify: str 
             url,
             credential,
             verify=verify,
-            proxies=dict(session.proxies),
+            proxies=_proxy_as_requests_picks_it(url, session.proxies),
             connections=VAULT_CONNECTIONS,
             options=dict(options),
         )
@@ -541,6 +541,15 @@ def vault_session(url: str) -> Any:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+def _proxy_as_requests_picks_it(url: str, proxies: dict[str, str]) -> dict[str, str]:
+    """The one proxy requests would use for ``url`` (``https``, or ``all`` from ALL_PROXY, or per host), for a
+    transport that only looks a proxy up by scheme."""
+    from requests.utils import select_proxy
+
+    chosen = select_proxy(url, proxies)
+    return {url.split(":", 1)[0]: chosen} if chosen else {}
 
 
 def _environment_ca_bundle() -> str | bool:

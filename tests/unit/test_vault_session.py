@@ -43,3 +43,17 @@ def test_a_scan_s_writers_keep_their_connections(caplog):
                     list(pool.map(lambda name, tag=tag: store.update_tags(name, versions[name], tag), versions))
         assert store.get_current("c63").tags == {"round": "2"}
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+
+
+def test_the_reads_take_the_proxy_requests_would_take(monkeypatch):
+    from renewal.azure.keyvault import _proxy_as_requests_picks_it
+
+    url = "https://kv-public.vault.azure.net/"
+    for variable in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("ALL_PROXY", "http://all.corp.example:8080")
+    assert _proxy_as_requests_picks_it(url, vault_session(url).proxies) == {"https": "http://all.corp.example:8080"}
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp.example:3128")
+    assert _proxy_as_requests_picks_it(url, vault_session(url).proxies) == {"https": "http://proxy.corp.example:3128"}
+    monkeypatch.setenv("NO_PROXY", "vault.azure.net")
+    assert _proxy_as_requests_picks_it(url, vault_session(url).proxies) == {}
