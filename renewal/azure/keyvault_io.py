@@ -38,6 +38,20 @@ def io_loop() -> asyncio.AbstractEventLoop:
 
 
 _SESSIONS: weakref.WeakSet[Any] = weakref.WeakSet()
+_READERS: weakref.WeakSet[VaultReader] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has no loop thread: its reads would wait forever on the parent's loop. It starts its own
+    loop on its next read, and every reader opens a new session there (the parent's stay the parent's)."""
+    global _LOOP
+    _LOOP = None
+    _SESSIONS.clear()
+    for reader in list(_READERS):
+        reader._client, reader.session = None, None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _close_sessions(loop: asyncio.AbstractEventLoop) -> None:
@@ -119,6 +133,7 @@ class VaultReader:
         self._client: Any = None
         self.session: Any = None
         """The aiohttp session, once the first read has made it."""
+        _READERS.add(self)
 
     def get_json(self, path: str) -> dict[str, Any]:
         """GET ``path`` (relative to the vault, or an absolute nextLink) and its JSON body."""

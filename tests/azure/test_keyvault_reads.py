@@ -185,3 +185,22 @@ def test_a_collected_store_s_session_is_closed(kv):
     while not session.closed and time.monotonic() < deadline:
         time.sleep(0.05)
     assert session.closed
+
+
+def test_a_forked_child_reads_on_a_loop_of_its_own(kv):
+    """A child forked after the parent's first read has no loop thread: without a loop of its own its reads
+    would wait forever."""
+    import os
+
+    store = _store(kv)
+    assert store.get_current("c6").tags == {"n": "6"}
+    pid = os.fork()
+    if pid == 0:  # the child: a read, with a watchdog so that a hang fails the test rather than stalling it
+        threading.Timer(20, lambda: os._exit(3)).start()
+        try:
+            os._exit(0 if store.get_current("c7").tags == {"n": "7"} else 1)
+        except BaseException:  # noqa: BLE001 - any failure is the child's exit status
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.get_current("c8").tags == {"n": "8"}  # the parent's loop goes on
