@@ -16,6 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDER = [
     "emulator_throughput",
+    "keyvault_reads",
     "cold_start",
     "sweep_requests_10k",
     "sweep_scale",
