@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import ROOT, verdict
+from harness import ROOT, seed_in_bulk, verdict
 
 VAULT = "kv-reads"
 FIRST_READ = r"""
@@ -55,20 +55,18 @@ def main() -> int:
     with running_emulator([VAULT], subprocess_mode=True, throttling=False) as kv:
         kv.admin.set_knobs(throttling=False, latency_ms=20.0)
         now = int(kv.admin.now())
-        for start in range(0, args.reads, 1000):  # bulk, 1,000 per admin call
-            kv.admin.seed(
-                VAULT,
-                count=min(1000, args.reads - start),
-                start=start,
-                prefix="cert",
-                not_before=now - 86400,
-                expires=now + 60 * 86400,
-                policy={
-                    "issuer": {"name": "Unknown"},
-                    "key_props": {"kty": "RSA", "key_size": 2048, "exportable": False},
-                    "x509_props": {"subject": "CN=reads.example.test", "validity_months": 3},
-                },
-            )
+        seed_in_bulk(
+            kv,
+            VAULT,
+            args.reads,
+            not_before=now - 86400,
+            expires=now + 60 * 86400,
+            policy={
+                "issuer": {"name": "Unknown"},
+                "key_props": {"kty": "RSA", "key_size": 2048, "exportable": False},
+                "x509_props": {"subject": "CN=reads.example.test", "validity_months": 3},
+            },
+        )
         store = open_store(VAULT, kv.vault_urls[VAULT], StaticTokenCredential(), connection_verify=kv.ca_bundle)
         names = [listing.name for listing in store.list_certificates()]
         reader = store._reader

@@ -37,7 +37,6 @@ def io_loop() -> asyncio.AbstractEventLoop:
         return _LOOP
 
 
-_SESSIONS: weakref.WeakSet[Any] = weakref.WeakSet()
 _READERS: weakref.WeakSet[VaultReader] = weakref.WeakSet()
 
 
@@ -46,7 +45,6 @@ def _after_fork_in_child() -> None:
     loop on its next read, and every reader opens a new session there (the parent's stay the parent's)."""
     global _LOOP
     _LOOP = None
-    _SESSIONS.clear()
     for reader in list(_READERS):
         reader._client, reader.session = None, None
 
@@ -56,7 +54,8 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def _close_sessions(loop: asyncio.AbstractEventLoop) -> None:
     async def close_all() -> None:
-        await asyncio.gather(*(s.close() for s in list(_SESSIONS)), return_exceptions=True)
+        sessions = [r.session for r in list(_READERS) if r.session is not None]
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
 
     if loop.is_running():
         try:
@@ -161,7 +160,6 @@ class VaultReader:
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=self._connections, ssl=tls_context(self._verify)),
             trust_env=False,  # proxies resolved once, as for the requests pipeline (NO_PROXY honoured)
         )
-        _SESSIONS.add(session)
         self.session = session
         weakref.finalize(self, _close_later, asyncio.get_running_loop(), session)
         self._client = CertificateClient(
